@@ -1,0 +1,68 @@
+/* pgmux configuration: the INI file parsed with inih into an immutable,
+ * refcounted snapshot. One option table in config.c drives parsing, defaults,
+ * validation and --check; a config key, its struct field and its documented
+ * name are the same word. */
+#pragma once
+
+#include <stdbool.h>
+#include <stdint.h>
+
+enum pool_mode { POOL_MODE_TRANSACTION, POOL_MODE_SESSION };
+enum auth_type { AUTH_SCRAM_SHA_256, AUTH_MD5, AUTH_TRUST };
+
+/* One [database.NAME] section. */
+struct config_db {
+	char *name;          /* owned: the name clients connect to (section suffix) */
+	char *host;          /* owned: server host or IP; default 127.0.0.1 */
+	int port;            /* server port; default 5432 */
+	char *dbname;        /* owned: database name on the server; default: name */
+	int pool_size;       /* server connections cap per user; default: default_pool_size */
+	int min_pool_size;   /* connections kept open per user; default: min_pool_size */
+	int line;            /* line of the section header, for messages */
+};
+
+struct config {
+	int refcount;                  /* atomic; see config_ref/config_unref */
+	char *path;                    /* owned: absolute path of the file loaded */
+
+	char *listen_addr;             /* owned: default "127.0.0.1" */
+	int listen_port;               /* default 6432 */
+	int workers;                   /* event-loop threads; 0 in the file = one per CPU (resolved) */
+	enum pool_mode pool_mode;      /* default transaction */
+	enum auth_type auth_type;      /* default scram-sha-256 */
+	char *auth_file;               /* owned: resolved against the config's directory; NULL if unset */
+	int max_client_conn;           /* default 10000 */
+	int default_pool_size;         /* default 20 */
+	int min_pool_size;             /* default 0 */
+	int connection_borrow_timeout; /* seconds; default 120 */
+	int idle_client_timeout;       /* seconds; default 1800; 0 = never */
+	int server_idle_timeout;       /* seconds; default 600; 0 = never */
+	int server_lifetime;           /* seconds; default 3600; 0 = never */
+	int server_connect_timeout;    /* seconds; default 5 */
+	int client_login_timeout;      /* seconds; default 15 */
+	int shutdown_timeout;          /* seconds; default 30; 0 = don't wait for transactions */
+	int log_level;                 /* enum log_level from core/log.h; default info */
+
+	struct config_db *dbs;         /* owned array of ndbs */
+	int ndbs;                      /* entries in dbs; at least 1 in a loaded config */
+};
+
+/* Called once per problem found: file, line (0 when not tied to a line) and
+ * a human-readable reason. */
+typedef void (*config_error_fn)(void *arg, const char *file, int line, const char *reason);
+
+/* Parse and validate PATH. On success returns a snapshot with refcount 1.
+ * On any problem calls ERR for every problem found (all of them, not just
+ * the first) and returns NULL. ERR may be NULL. */
+struct config *config_load(const char *path, config_error_fn err, void *arg)
+	__attribute__((warn_unused_result));
+
+/* Take / drop a reference. config_unref accepts NULL; the last unref frees. */
+struct config *config_ref(struct config *cfg);
+void config_unref(struct config *cfg);
+
+/* The [database.NAME] section for NAME, or NULL. Borrowed from CFG. */
+const struct config_db *config_find_db(const struct config *cfg, const char *name);
+
+const char *config_pool_mode_name(enum pool_mode m);
+const char *config_auth_type_name(enum auth_type t);

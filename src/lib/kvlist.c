@@ -1,0 +1,83 @@
+/* kvlist: see kvlist.h. Linear search: the lists hold a handful of pairs. */
+#include "lib/kvlist.h"
+
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+
+static int find(const struct kvlist *l, const char *name)
+{
+	for (int i = 0; i < l->n; i++)
+		if (strcasecmp(l->v[i].name, name) == 0)
+			return i;
+	return -1;
+}
+
+const char *kvlist_get(const struct kvlist *l, const char *name)
+{
+	int i = find(l, name);
+	return i < 0 ? NULL : l->v[i].value;
+}
+
+int kvlist_set(struct kvlist *l, const char *name, const char *value)
+{
+	char *v = strdup(value);
+	if (!v)
+		return -1;
+	int i = find(l, name);
+	if (i >= 0) {
+		free(l->v[i].value);
+		l->v[i].value = v;
+		return 0;
+	}
+	if (l->n == l->cap) {
+		int cap = l->cap ? l->cap * 2 : 8;
+		struct kv *nv = realloc(l->v, (size_t)cap * sizeof(*nv));
+		if (!nv) {
+			free(v);
+			return -1;
+		}
+		l->v = nv;
+		l->cap = cap;
+	}
+	char *n = strdup(name);
+	if (!n) {
+		free(v);
+		return -1;
+	}
+	l->v[l->n].name = n;
+	l->v[l->n].value = v;
+	l->n++;
+	return 0;
+}
+
+void kvlist_del(struct kvlist *l, const char *name)
+{
+	int i = find(l, name);
+	if (i < 0)
+		return;
+	free(l->v[i].name);
+	free(l->v[i].value);
+	l->v[i] = l->v[l->n - 1];
+	l->n--;
+}
+
+int kvlist_copy(struct kvlist *dst, const struct kvlist *src)
+{
+	kvlist_clear(dst);
+	for (int i = 0; i < src->n; i++)
+		if (kvlist_set(dst, src->v[i].name, src->v[i].value) < 0)
+			return -1;
+	return 0;
+}
+
+void kvlist_clear(struct kvlist *l)
+{
+	for (int i = 0; i < l->n; i++) {
+		free(l->v[i].name);
+		free(l->v[i].value);
+	}
+	free(l->v);
+	l->v = NULL;
+	l->n = l->cap = 0;
+}

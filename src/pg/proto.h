@@ -1,0 +1,83 @@
+/* The PostgreSQL v3 wire protocol on buffers, without I/O: message framing
+ * (the 5-byte header), per-type length limits, a bounds-checked reader for
+ * message bodies, and builders that append whole messages to an evbuffer.
+ * Builders never fail half-way: a message is appended whole or not at all. */
+#pragma once
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+struct evbuffer;
+
+#define PROTO_HEADER_LEN 5
+#define PROTO_STARTUP_MAX_LEN 10000
+#define PROTO_VERSION_3_0 196608u
+#define PROTO_SSL_REQUEST 80877103u
+#define PROTO_GSSENC_REQUEST 80877104u
+#define PROTO_CANCEL_REQUEST 80877102u
+
+enum proto_result { PROTO_OK, PROTO_AGAIN, PROTO_ERROR };
+
+struct proto_header {
+	char type;    /* message type byte */
+	uint32_t len; /* the length field: body + 4 */
+};
+
+/* Read a header from the first AVAIL bytes of P. AGAIN if fewer than 5
+ * bytes; ERROR if the length is under 4 or over MAX_LEN. */
+enum proto_result proto_parse_header(const uint8_t *p, size_t avail, uint32_t max_len,
+				     struct proto_header *h);
+
+/* Largest length field accepted for a message of TYPE from a client: small
+ * control messages 10,000 bytes, authentication 65,535 before login, data
+ * messages (Query, Parse, Bind, CopyData, FunctionCall) 1 GiB - 1. */
+uint32_t proto_client_max_len(char type, bool authenticated);
+
+/* Largest length field accepted from a server: 1 GiB - 1 for row, copy,
+ * notice, error and notification messages, 10,000 for the rest... plus
+ * authentication (65,535). */
+uint32_t proto_server_max_len(char type);
+
+/* Bounds-checked reader over one message body. Any read past the end sets
+ * err and returns 0 / NULL; callers check err once at the end. */
+struct proto_reader {
+	const uint8_t *p; /* borrowed: body start */
+	size_t len;       /* body length */
+	size_t pos;       /* read offset */
+	bool err;         /* set by any out-of-bounds read */
+};
+
+void proto_reader_init(struct proto_reader *r, const void *p, size_t len);
+uint8_t proto_get_u8(struct proto_reader *r);
+uint16_t proto_get_u16(struct proto_reader *r);
+uint32_t proto_get_u32(struct proto_reader *r);
+/* A NUL-terminated string inside the body, or NULL (err set) if none. */
+const char *proto_get_str(struct proto_reader *r);
+/* N raw bytes, or NULL (err set). */
+const uint8_t *proto_get_bytes(struct proto_reader *r, size_t n);
+
+/* The value of field CODE ('C' = SQLSTATE, 'M' = message, 'S'/'V' =
+ * severity) of an ErrorResponse/NoticeResponse BODY, or NULL when absent or
+ * malformed. Pointer into BODY. */
+const char *proto_error_field(const uint8_t *body, size_t len, char code);
+
+/* ---- builders (append to OUT; return 0, or -1 on allocation failure) ---- */
+int proto_write_error(struct evbuffer *out, const char *severity, const char *sqlstate,
+		      const char *fmt, ...) __attribute__((format(printf, 4, 5)));
+int proto_write_auth(struct evbuffer *out, uint32_t code, const void *data, size_t len);
+int proto_write_param_status(struct evbuffer *out, const char *name, const char *value);
+int proto_write_backend_key(struct evbuffer *out, uint32_t pid, uint32_t key);
+int proto_write_ready(struct evbuffer *out, char status);
+int proto_write_query(struct evbuffer *out, const char *sql);
+int proto_write_password(struct evbuffer *out, const char *password);
+int proto_write_sasl_initial(struct evbuffer *out, const char *mech, const void *data, size_t len);
+int proto_write_sasl_response(struct evbuffer *out, const void *data, size_t len);
+int proto_write_negotiate(struct evbuffer *out, uint32_t minor, const char *const *opts, int nopts);
+int proto_write_cancel(struct evbuffer *out, uint32_t pid, uint32_t key);
+int proto_write_terminate(struct evbuffer *out);
+/* StartupMessage 3.0 with NAMES[i]=VALUES[i] pairs. */
+int proto_write_startup(struct evbuffer *out, const char *const *names, const char *const *values,
+			int n);
+/* Any message: TYPE plus LEN body bytes. */
+int proto_write_msg(struct evbuffer *out, char type, const void *body, size_t len);

@@ -1,0 +1,840 @@
+/* Client connections. See client.h. */
+#include "pool/client.h"
+
+#include "core/config.h"
+#include "core/log.h"
+#include "net/worker.h"
+#include "pg/md5.h"
+#include "pg/proto.h"
+#include "pg/scram.h"
+#include "pg/startup.h"
+#include "pool/cancel.h"
+#include "pool/conn.h"
+#include "pool/pool.h"
+#include "pool/server.h"
+
+#include <arpa/inet.h>
+#include <event2/buffer.h>
+#include <event2/bufferevent.h>
+#include <event2/event.h>
+#include <openssl/crypto.h>
+#include <openssl/rand.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#define HIGH_WATER (1u << 20)
+#define LOW_WATER (256u << 10)
+
+enum login_phase {
+	LG_STARTUP,    /* waiting for the startup packet */
+	LG_MD5,        /* sent AuthenticationMD5Password */
+	LG_SASL_FIRST, /* sent AuthenticationSASL */
+	LG_SASL_FINAL, /* sent AuthenticationSASLContinue */
+};
+
+struct login {
+	enum login_phase phase;
+	bool negotiated;              /* NegotiateProtocolVersion already sent */
+	uint8_t salt[4];              /* md5 salt */
+	char md5hash[MD5_PASSWD_LEN + 1]; /* expected "md5..." hash, wiped after use */
+	bool known;                   /* user is in the auth_file */
+	struct scram_server *scram;   /* owned */
+};
+
+static int nclients_total; /* atomic: clients on all workers */
+
+int client_count(void)
+{
+	return __atomic_load_n(&nclients_total, __ATOMIC_RELAXED);
+}
+
+static void client_read_cb(struct bufferevent *bev, void *arg);
+static void client_write_cb(struct bufferevent *bev, void *arg);
+static void client_event_cb(struct bufferevent *bev, short what, void *arg);
+
+static const char *cstate_name(enum client_state st)
+{
+	static const char *const names[] = {"login", "idle", "waiting", "active", "closing"};
+	return names[st];
+}
+
+static void client_set_state(struct client *c, enum client_state st)
+{
+	log_debug("client_state", "addr=%s from=%s to=%s", c->addr, cstate_name(c->state),
+		  cstate_name(st));
+	c->state = st;
+}
+
+static const char *cdb(const struct client *c)
+{
+	return c->sp.database ? c->sp.database : "-";
+}
+
+static const char *cuser(const struct client *c)
+{
+	return c->sp.user ? c->sp.user : "-";
+}
+
+static void login_free(struct login *l)
+{
+	if (!l)
+		return;
+	scram_server_free(l->scram);
+	OPENSSL_cleanse(l->md5hash, sizeof(l->md5hash));
+	free(l);
+}
+
+/* Run the read path again on a later loop turn (after a link change). */
+static void kick(struct client *c)
+{
+	if (c->state != CL_CLOSING && evbuffer_get_length(bufferevent_get_input(c->bev)) > 0)
+		bufferevent_trigger(c->bev, EV_READ, BEV_TRIG_IGNORE_WATERMARKS | BEV_TRIG_DEFER_CALLBACKS);
+}
+
+/* ---- close and free ---- */
+
+static void schedule_reap(struct client *c)
+{
+	struct pool_worker *pw = c->worker->ctx;
+	TAILQ_INSERT_TAIL(&pw->reap_clients, c, reap_entry);
+	event_active(pw->deferred, 0, 0);
+}
+
+static void client_free(struct client *c)
+{
+	struct pool_worker *pw = c->worker->ctx;
+	TAILQ_REMOVE(&pw->clients, c, worker_entry);
+	pw->nclients--;
+	__atomic_fetch_sub(&nclients_total, 1, __ATOMIC_RELAXED);
+	if (c->bev)
+		bufferevent_free(c->bev); /* closes the socket */
+	if (c->timer)
+		event_free(c->timer);
+	login_free(c->login);
+	startup_cleanup(&c->sp);
+	kvlist_clear(&c->params);
+	kvlist_clear(&c->view);
+	free(c);
+}
+
+void client_reap_all(struct worker *w);
+void client_reap_all(struct worker *w)
+{
+	struct pool_worker *pw = w->ctx;
+	struct client *c;
+	while ((c = TAILQ_FIRST(&pw->reap_clients)) != NULL) {
+		TAILQ_REMOVE(&pw->reap_clients, c, reap_entry);
+		client_free(c);
+	}
+}
+
+static void flushed_close_cb(struct bufferevent *bev, void *arg)
+{
+	struct client *c = arg;
+	if (evbuffer_get_length(bufferevent_get_output(bev)) == 0) {
+		bufferevent_disable(bev, EV_WRITE);
+		schedule_reap(c);
+		bufferevent_setcb(bev, NULL, NULL, NULL, NULL);
+	}
+}
+
+static void closing_event_cb(struct bufferevent *bev, short what, void *arg)
+{
+	struct client *c = arg;
+	bufferevent_setcb(bev, NULL, NULL, NULL, NULL);
+	bufferevent_disable(bev, EV_READ | EV_WRITE);
+	schedule_reap(c);
+}
+
+void client_close(struct client *c, const char *sqlstate, const char *reason, const char *fmt, ...)
+{
+	if (c->state == CL_CLOSING)
+		return;
+	char msg[512] = "";
+	if (fmt) {
+		va_list ap;
+		va_start(ap, fmt);
+		vsnprintf(msg, sizeof(msg), fmt, ap);
+		va_end(ap);
+	}
+	char q[600];
+	log_info("client_close", "db=%s user=%s addr=%s reason=%s sqlstate=%s msg=%s", cdb(c),
+		 cuser(c), c->addr, reason, sqlstate ? sqlstate : "-", log_quote(q, sizeof(q), msg));
+	if (c->state == CL_WAITING && c->pool)
+		pool_leave_queue(c->pool, c);
+	client_set_state(c, CL_CLOSING);
+	if (c->timer)
+		event_del(c->timer);
+	if (c->server) {
+		struct server *s = c->server;
+		if (s->client == c)
+			server_client_gone(s);
+		c->server = NULL;
+	}
+	cancel_unregister(c);
+	struct evbuffer *out = bufferevent_get_output(c->bev);
+	if (sqlstate)
+		(void)proto_write_error(out, "FATAL", sqlstate, "%s", msg);
+	bufferevent_disable(c->bev, EV_READ);
+	if (evbuffer_get_length(out) == 0) {
+		bufferevent_setcb(c->bev, NULL, NULL, NULL, NULL);
+		schedule_reap(c);
+		return;
+	}
+	struct timeval tv = {5, 0};
+	bufferevent_set_timeouts(c->bev, NULL, &tv);
+	bufferevent_setwatermark(c->bev, EV_WRITE, 0, 0);
+	bufferevent_setcb(c->bev, NULL, flushed_close_cb, closing_event_cb, c);
+	bufferevent_enable(c->bev, EV_WRITE);
+}
+
+/* ---- accept ---- */
+
+static void login_timeout_cb(evutil_socket_t fd, short what, void *arg)
+{
+	struct client *c = arg;
+	if (c->state == CL_LOGIN) {
+		log_info("login_timeout", "addr=%s", c->addr);
+		client_close(c, "08P01", "login_timeout", "pgmux: client_login_timeout expired");
+	}
+}
+
+void client_accept(struct worker *w, int fd, const char *addr)
+{
+	const struct config *cfg = pool_config();
+	struct pool_worker *pw = w->ctx;
+	if (!pw->listening) {
+		close(fd);
+		return;
+	}
+	int n = __atomic_add_fetch(&nclients_total, 1, __ATOMIC_RELAXED);
+	struct client *c = calloc(1, sizeof(*c));
+	struct bufferevent *bev = c ? bufferevent_socket_new(w->base, fd, BEV_OPT_CLOSE_ON_FREE) : NULL;
+	if (!bev) {
+		free(c);
+		close(fd);
+		__atomic_fetch_sub(&nclients_total, 1, __ATOMIC_RELAXED);
+		return;
+	}
+	c->worker = w;
+	c->bev = bev;
+	snprintf(c->addr, sizeof(c->addr), "%s", addr);
+	c->state = CL_LOGIN;
+	c->last_active_ms = conn_now_ms();
+	TAILQ_INSERT_TAIL(&pw->clients, c, worker_entry);
+	pw->nclients++;
+	bufferevent_setcb(bev, client_read_cb, client_write_cb, client_event_cb, c);
+	if (n > cfg->max_client_conn) {
+		log_warn("too_many_clients", "addr=%s max_client_conn=%d", addr, cfg->max_client_conn);
+		client_close(c, "53300", "too_many_clients", "sorry, too many clients already");
+		return;
+	}
+	c->login = calloc(1, sizeof(*c->login));
+	c->timer = evtimer_new(w->base, login_timeout_cb, c);
+	if (!c->login || !c->timer) {
+		client_close(c, "53200", "out_of_memory", "pgmux: out of memory");
+		return;
+	}
+	struct timeval tv = {cfg->client_login_timeout, 0};
+	evtimer_add(c->timer, &tv);
+	bufferevent_enable(bev, EV_READ | EV_WRITE);
+}
+
+/* ---- login ---- */
+
+static void send_welcome(struct client *c, const struct kvlist *server_params)
+{
+	struct evbuffer *out = bufferevent_get_output(c->bev);
+	/* the server's values, except where the client asked for its own */
+	for (int i = 0; i < server_params->n; i++) {
+		const char *name = server_params->v[i].name;
+		const char *mine = kvlist_get(&c->params, name);
+		const char *v = mine ? mine : server_params->v[i].value;
+		if (kvlist_set(&c->view, name, v) < 0 || proto_write_param_status(out, name, v) < 0)
+			break;
+	}
+	(void)proto_write_backend_key(out, c->cancel_pid, c->cancel_key);
+	(void)proto_write_ready(out, 'I');
+}
+
+void client_finish_login(struct client *c)
+{
+	struct kvlist welcome = {0};
+	if (!pool_welcome(c->pool, &welcome)) {
+		kvlist_clear(&welcome);
+		client_close(c, "08006", "no_server_parameters", "pgmux: server parameters unknown");
+		return;
+	}
+	send_welcome(c, &welcome);
+	kvlist_clear(&welcome);
+	c->finishing_login = false;
+	log_debug("client_ready", "db=%s user=%s addr=%s", cdb(c), cuser(c), c->addr);
+}
+
+static void start_transaction(struct client *c);
+
+static void login_ok(struct client *c)
+{
+	login_free(c->login);
+	c->login = NULL;
+	event_del(c->timer);
+	if (cancel_register(c) < 0) {
+		client_close(c, "53200", "out_of_memory", "pgmux: out of memory");
+		return;
+	}
+	for (int i = 0; i < c->sp.nparams; i++)
+		if (kvlist_set(&c->params, c->sp.params[i].name, c->sp.params[i].value) < 0) {
+			client_close(c, "53200", "out_of_memory", "pgmux: out of memory");
+			return;
+		}
+	(void)proto_write_auth(bufferevent_get_output(c->bev), 0, NULL, 0);
+	c->login_done = true;
+	log_info("client_login", "db=%s user=%s addr=%s", cdb(c), cuser(c), c->addr);
+	struct kvlist welcome = {0};
+	if (pool_welcome(c->pool, &welcome)) {
+		client_set_state(c, CL_IDLE);
+		send_welcome(c, &welcome);
+		kvlist_clear(&welcome);
+		kick(c);
+		return;
+	}
+	kvlist_clear(&welcome);
+	/* first client of this pool: a server tells us its parameters */
+	c->finishing_login = true;
+	client_set_state(c, CL_IDLE);
+	start_transaction(c);
+}
+
+static void auth_failed(struct client *c)
+{
+	log_warn("client_login_failed", "db=%s user=%s addr=%s sqlstate=28P01", cdb(c), cuser(c),
+		 c->addr);
+	client_close(c, "28P01", "auth_failed", "password authentication failed for user \"%s\"",
+		     cuser(c));
+}
+
+static void start_auth(struct client *c)
+{
+	const struct config *cfg = pool_config();
+	struct login *l = c->login;
+	const struct auth_secret *sec = pool_secret(c->pool);
+	struct evbuffer *out = bufferevent_get_output(c->bev);
+	l->known = sec != NULL;
+	if (cfg->auth_type == AUTH_TRUST) {
+		if (!sec && pool_authfile()) {
+			log_warn("client_login_failed", "db=%s user=%s addr=%s sqlstate=28000", cdb(c),
+				 cuser(c), c->addr);
+			client_close(c, "28000", "no_such_user", "role \"%s\" does not exist", cuser(c));
+			return;
+		}
+		login_ok(c);
+		return;
+	}
+	/* md5 needs a plain or md5 secret; SCRAM needs a plain or SCRAM one. Fall
+	 * back to whichever the stored secret allows, as PgBouncer does. */
+	bool use_md5 = cfg->auth_type == AUTH_MD5;
+	if (sec && sec->kind == SECRET_SCRAM)
+		use_md5 = false;
+	if (sec && sec->kind == SECRET_MD5)
+		use_md5 = true;
+	if (use_md5) {
+		if (RAND_bytes(l->salt, 4) != 1) {
+			client_close(c, "53200", "rand_failed", "pgmux: out of randomness");
+			return;
+		}
+		if (sec && sec->kind == SECRET_PLAIN)
+			md5_password_hash(sec->value, c->sp.user, l->md5hash);
+		else if (sec)
+			snprintf(l->md5hash, sizeof(l->md5hash), "%s", sec->value);
+		l->phase = LG_MD5;
+		(void)proto_write_auth(out, 5, l->salt, 4);
+		return;
+	}
+	const struct scram_secret *ss = NULL;
+	if (sec && sec->kind == SECRET_SCRAM)
+		ss = &sec->scram;
+	else if (sec)
+		ss = pool_client_scram_secret(c->pool);
+	l->scram = scram_server_new(ss); /* NULL secret: a mock exchange that fails */
+	if (!l->scram) {
+		client_close(c, "53200", "out_of_memory", "pgmux: out of memory");
+		return;
+	}
+	l->phase = LG_SASL_FIRST;
+	static const char mechs[] = "SCRAM-SHA-256\0";
+	(void)proto_write_auth(out, 10, mechs, sizeof(mechs));
+}
+
+static void handle_startup(struct client *c, const uint8_t *data, size_t len)
+{
+	const struct config *cfg = pool_config();
+	const char *err = NULL, *code = NULL;
+	struct evbuffer *out = bufferevent_get_output(c->bev);
+	startup_cleanup(&c->sp);
+	if (startup_parse(data, len, &c->sp, &err, &code) < 0) {
+		log_info("protocol_error", "addr=%s reason=\"%s\"", c->addr, err);
+		client_close(c, code, "bad_startup", "%s", err);
+		return;
+	}
+	switch (c->sp.kind) {
+	case STARTUP_SSL:
+	case STARTUP_GSSENC:
+		/* no TLS yet: the client may go on in plaintext */
+		(void)evbuffer_add(out, "N", 1);
+		return;
+	case STARTUP_CANCEL:
+		cancel_request(c->sp.cancel_pid, c->sp.cancel_key, c->addr);
+		client_close(c, NULL, "cancel_request", NULL);
+		return;
+	case STARTUP_MESSAGE:
+		break;
+	}
+	if ((c->sp.version & 0xffff) != 0 || c->sp.npq_opts > 0) {
+		if (!c->login->negotiated)
+			(void)proto_write_negotiate(out, 0, (const char *const *)c->sp.pq_opts,
+						    c->sp.npq_opts);
+		c->login->negotiated = true;
+	}
+	const struct config_db *db = config_find_db(cfg, c->sp.database);
+	if (!db) {
+		log_warn("client_login_failed", "db=%s user=%s addr=%s sqlstate=3D000", cdb(c),
+			 cuser(c), c->addr);
+		client_close(c, "3D000", "no_such_database", "database \"%s\" does not exist",
+			     c->sp.database);
+		return;
+	}
+	c->pool = pool_get(db, c->sp.user);
+	if (!c->pool) {
+		client_close(c, "53200", "out_of_memory", "pgmux: out of memory");
+		return;
+	}
+	start_auth(c);
+}
+
+static void handle_password(struct client *c, const uint8_t *body, size_t len)
+{
+	struct login *l = c->login;
+	struct evbuffer *out = bufferevent_get_output(c->bev);
+	if (l->phase == LG_MD5) {
+		const uint8_t *nul = memchr(body, 0, len);
+		bool ok = nul && l->known &&
+			  md5_verify(l->md5hash, l->salt, (const char *)body, (size_t)(nul - body));
+		if (ok)
+			login_ok(c);
+		else
+			auth_failed(c);
+		return;
+	}
+	if (l->phase == LG_SASL_FIRST) {
+		struct proto_reader r;
+		proto_reader_init(&r, body, len);
+		const char *mech = proto_get_str(&r);
+		uint32_t dlen = proto_get_u32(&r);
+		if (r.err || !mech || strcmp(mech, "SCRAM-SHA-256") != 0 || dlen == 0xffffffffu ||
+		    dlen != len - r.pos) {
+			client_close(c, "08P01", "bad_sasl", "malformed SASLInitialResponse message");
+			return;
+		}
+		char *reply = NULL;
+		if (scram_server_handle_first(l->scram, (const char *)body + r.pos, dlen, &reply) < 0) {
+			client_close(c, "08P01", "bad_sasl", "malformed SCRAM client-first-message");
+			return;
+		}
+		(void)proto_write_auth(out, 11, reply, strlen(reply));
+		free(reply);
+		l->phase = LG_SASL_FINAL;
+		return;
+	}
+	char *reply = NULL;
+	uint8_t ckey[SCRAM_KEY_LEN];
+	int rc = scram_server_handle_final(l->scram, (const char *)body, len, &reply, ckey);
+	if (rc == -1) {
+		client_close(c, "08P01", "bad_sasl", "malformed SCRAM client-final-message");
+		return;
+	}
+	if (rc < 0 || !l->known) {
+		free(reply);
+		auth_failed(c);
+		return;
+	}
+	const struct auth_secret *sec = pool_secret(c->pool);
+	if (sec && sec->kind == SECRET_SCRAM)
+		pool_set_client_key(c->pool, ckey);
+	OPENSSL_cleanse(ckey, sizeof(ckey));
+	(void)proto_write_auth(out, 12, reply, strlen(reply));
+	free(reply);
+	login_ok(c);
+}
+
+static void login_read(struct client *c)
+{
+	struct evbuffer *in = bufferevent_get_input(c->bev);
+	while (c->state == CL_LOGIN) {
+		size_t avail = evbuffer_get_length(in);
+		if (c->login->phase == LG_STARTUP) {
+			uint8_t lenbuf[4];
+			if (avail < 4)
+				return;
+			evbuffer_copyout(in, lenbuf, 4);
+			uint32_t plen = ((uint32_t)lenbuf[0] << 24) | ((uint32_t)lenbuf[1] << 16) |
+					((uint32_t)lenbuf[2] << 8) | lenbuf[3];
+			if (plen < 8 || plen > PROTO_STARTUP_MAX_LEN) {
+				log_info("protocol_error", "addr=%s reason=bad_startup_length len=%u",
+					 c->addr, plen);
+				client_close(c, "08P01", "bad_startup", "invalid startup packet length");
+				return;
+			}
+			if (avail < plen)
+				return;
+			uint8_t *data = evbuffer_pullup(in, plen);
+			uint8_t copy[PROTO_STARTUP_MAX_LEN];
+			memcpy(copy, data, plen);
+			evbuffer_drain(in, plen);
+			handle_startup(c, copy, plen);
+			continue;
+		}
+		uint8_t hdr[PROTO_HEADER_LEN];
+		struct proto_header h;
+		if (avail < PROTO_HEADER_LEN)
+			return;
+		evbuffer_copyout(in, hdr, PROTO_HEADER_LEN);
+		if (proto_parse_header(hdr, avail, proto_client_max_len((char)hdr[0], false), &h) !=
+			    PROTO_OK ||
+		    (h.type != 'p' && h.type != 'X')) {
+			log_info("protocol_error", "addr=%s reason=bad_message_during_login type=%d",
+				 c->addr, hdr[0]);
+			client_close(c, "08P01", "protocol_violation",
+				     "expected password response, got message type %d", hdr[0]);
+			return;
+		}
+		if (avail < 1 + (size_t)h.len)
+			return;
+		if (h.type == 'X') {
+			client_close(c, NULL, "client_terminate", NULL);
+			return;
+		}
+		uint8_t *msg = evbuffer_pullup(in, 1 + (ssize_t)h.len);
+		uint8_t *body = malloc(h.len - 4 + 1);
+		if (!body) {
+			client_close(c, "53200", "out_of_memory", "pgmux: out of memory");
+			return;
+		}
+		memcpy(body, msg + PROTO_HEADER_LEN, h.len - 4);
+		evbuffer_drain(in, 1 + (size_t)h.len);
+		handle_password(c, body, h.len - 4);
+		OPENSSL_cleanse(body, h.len - 4);
+		free(body);
+	}
+}
+
+/* ---- getting a server ---- */
+
+static void borrow_timeout_cb(evutil_socket_t fd, short what, void *arg)
+{
+	struct client *c = arg;
+	if (c->state != CL_WAITING || c->server)
+		return;
+	pool_leave_queue(c->pool, c);
+	client_set_state(c, CL_IDLE);
+	log_warn("pool_borrow_timeout", "db=%s user=%s addr=%s", cdb(c), cuser(c), c->addr);
+	client_close(c, "53300", "borrow_timeout",
+		     "pgmux: no server connection available for pool %s/%s within "
+		     "connection_borrow_timeout",
+		     pool_db_name(c->pool), pool_user(c->pool));
+}
+
+static void start_waiting(struct client *c)
+{
+	const struct config *cfg = pool_config();
+	client_set_state(c, CL_WAITING);
+	c->wait_start_ms = conn_now_ms();
+	bufferevent_disable(c->bev, EV_READ);
+	if (!c->timer)
+		c->timer = evtimer_new(c->worker->base, borrow_timeout_cb, c);
+	else
+		event_assign(c->timer, c->worker->base, -1, 0, borrow_timeout_cb, c);
+	if (cfg->connection_borrow_timeout > 0) {
+		struct timeval tv = {cfg->connection_borrow_timeout, 0};
+		evtimer_add(c->timer, &tv);
+	}
+}
+
+static void start_transaction(struct client *c)
+{
+	for (;;) {
+		struct server *s = NULL;
+		switch (pool_acquire(c->pool, c, &s)) {
+		case POOL_GOT_SERVER:
+			if (server_take(s, c->worker) < 0)
+				continue; /* it was dead; try again */
+			client_use_server(c, s);
+			return;
+		case POOL_CONNECT:
+			start_waiting(c);
+			server_connect(c->pool, c->worker, c);
+			return;
+		case POOL_WAIT:
+			start_waiting(c);
+			return;
+		}
+	}
+}
+
+void client_use_server(struct client *c, struct server *s)
+{
+	if (c->timer)
+		event_del(c->timer);
+	client_set_state(c, CL_ACTIVE);
+	bufferevent_enable(c->bev, EV_READ);
+	server_link(s, c);
+}
+
+void client_on_wake(struct worker *w)
+{
+	struct pool_worker *pw = w->ctx;
+	struct client_list got = TAILQ_HEAD_INITIALIZER(got);
+	pthread_mutex_lock(&pw->inbox_lock);
+	struct client *c;
+	while ((c = TAILQ_FIRST(&pw->inbox)) != NULL) {
+		TAILQ_REMOVE(&pw->inbox, c, inbox_entry);
+		c->in_inbox = false;
+		TAILQ_INSERT_TAIL(&got, c, inbox_entry);
+	}
+	pthread_mutex_unlock(&pw->inbox_lock);
+	while ((c = TAILQ_FIRST(&got)) != NULL) {
+		TAILQ_REMOVE(&got, c, inbox_entry);
+		bool slot = false;
+		struct server *s = pool_take_grant(c->pool, c, &slot);
+		if (s) {
+			if (server_take(s, w) < 0) {
+				start_transaction(c); /* dead server: queue again */
+				continue;
+			}
+			client_use_server(c, s);
+		} else if (slot) {
+			server_connect(c->pool, w, c);
+		}
+	}
+}
+
+/* ---- data path: client -> server ---- */
+
+static void apply_backpressure(struct client *c, struct server *s)
+{
+	if (evbuffer_get_length(bufferevent_get_output(s->bev)) > HIGH_WATER) {
+		bufferevent_disable(c->bev, EV_READ);
+		bufferevent_setwatermark(s->bev, EV_WRITE, LOW_WATER, 0);
+	}
+}
+
+void client_resume(struct client *c)
+{
+	if (c->state == CL_ACTIVE || c->state == CL_IDLE) {
+		bufferevent_enable(c->bev, EV_READ);
+		kick(c);
+	}
+}
+
+void client_forward(struct client *c)
+{
+	struct evbuffer *in = bufferevent_get_input(c->bev);
+	if (c->finishing_login) {
+		client_finish_login(c);
+		if (c->state == CL_CLOSING)
+			return;
+		if (c->server && server_maybe_release(c->server, false)) {
+			kick(c);
+			return;
+		}
+	}
+	while (c->state == CL_ACTIVE && c->server && c->server->state == SV_ACTIVE) {
+		struct server *s = c->server;
+		struct evbuffer *sout = bufferevent_get_output(s->bev);
+		size_t avail = evbuffer_get_length(in);
+		if (avail == 0)
+			break;
+		if (c->stream_left) {
+			size_t n = avail < c->stream_left ? avail : c->stream_left;
+			evbuffer_remove_buffer(in, sout, n);
+			c->stream_left -= (uint32_t)n;
+			continue;
+		}
+		uint8_t hdr[PROTO_HEADER_LEN];
+		struct proto_header h;
+		if (avail < PROTO_HEADER_LEN)
+			break;
+		evbuffer_copyout(in, hdr, PROTO_HEADER_LEN);
+		if (proto_parse_header(hdr, avail, proto_client_max_len((char)hdr[0], true), &h) !=
+		    PROTO_OK) {
+			log_info("protocol_error", "addr=%s reason=bad_message_length type=%d", c->addr,
+				 hdr[0]);
+			client_close(c, "08P01", "protocol_violation", "invalid message length");
+			return;
+		}
+		if (h.type == 'X') {
+			client_close(c, NULL, "client_terminate", NULL);
+			return;
+		}
+		c->last_active_ms = conn_now_ms();
+		size_t total = 1 + (size_t)h.len;
+		size_t n = avail < total ? avail : total;
+		evbuffer_remove_buffer(in, sout, n);
+		c->stream_left = (uint32_t)(total - n);
+		server_note_client_msg(s, h.type);
+		if (s->state == SV_CLOSING)
+			return;
+		/* CopyDone/CopyFail may end the transaction's last open item */
+		if ((h.type == 'c' || h.type == 'f') && server_maybe_release(s, false)) {
+			kick(c);
+			return;
+		}
+	}
+	if (c->server && c->state == CL_ACTIVE)
+		apply_backpressure(c, c->server);
+}
+
+/* Peek at the next message to decide whether it needs a server. */
+static void idle_read(struct client *c)
+{
+	struct evbuffer *in = bufferevent_get_input(c->bev);
+	size_t avail = evbuffer_get_length(in);
+	uint8_t hdr[PROTO_HEADER_LEN];
+	struct proto_header h;
+	if (avail < PROTO_HEADER_LEN)
+		return;
+	evbuffer_copyout(in, hdr, PROTO_HEADER_LEN);
+	if (proto_parse_header(hdr, avail, proto_client_max_len((char)hdr[0], true), &h) != PROTO_OK) {
+		log_info("protocol_error", "addr=%s reason=bad_message_length type=%d", c->addr, hdr[0]);
+		client_close(c, "08P01", "protocol_violation", "invalid message length");
+		return;
+	}
+	if (h.type == 'X') {
+		client_close(c, NULL, "client_terminate", NULL);
+		return;
+	}
+	if (h.type == 'c' || h.type == 'd' || h.type == 'f') {
+		/* late copy data after the copy ended: the server would ignore it */
+		if (avail < 1 + (size_t)h.len)
+			return;
+		evbuffer_drain(in, 1 + (size_t)h.len);
+		kick(c);
+		return;
+	}
+	c->last_active_ms = conn_now_ms();
+	start_transaction(c);
+}
+
+static void client_read_cb(struct bufferevent *bev, void *arg)
+{
+	struct client *c = arg;
+	switch (c->state) {
+	case CL_LOGIN:
+		login_read(c);
+		break;
+	case CL_IDLE:
+		idle_read(c);
+		break;
+	case CL_ACTIVE:
+		client_forward(c);
+		break;
+	case CL_WAITING:
+		bufferevent_disable(bev, EV_READ);
+		break;
+	case CL_CLOSING:
+		break;
+	}
+}
+
+static void client_write_cb(struct bufferevent *bev, void *arg)
+{
+	struct client *c = arg;
+	struct server *s = c->server;
+	/* the client drained: let its server send more */
+	if (s && s->state == SV_ACTIVE && s->client == c) {
+		bufferevent_setwatermark(bev, EV_WRITE, 0, 0);
+		bufferevent_enable(s->bev, EV_READ);
+		bufferevent_trigger(s->bev, EV_READ, BEV_TRIG_IGNORE_WATERMARKS | BEV_TRIG_DEFER_CALLBACKS);
+	}
+}
+
+static void client_event_cb(struct bufferevent *bev, short what, void *arg)
+{
+	struct client *c = arg;
+	if (what & (BEV_EVENT_EOF | BEV_EVENT_ERROR)) {
+		if (c->state == CL_LOGIN && !c->sp.user)
+			log_info("protocol_error", "addr=%s reason=closed_before_startup", c->addr);
+		client_close(c, NULL, (what & BEV_EVENT_EOF) ? "client_eof" : "client_error", NULL);
+	}
+}
+
+/* ---- local cancel ---- */
+
+void client_cancel_local(struct client *c)
+{
+	/* find the end of the first Query or Sync the client is waiting on */
+	struct evbuffer *in = bufferevent_get_input(c->bev);
+	size_t avail = evbuffer_get_length(in), off = 0;
+	while (off + PROTO_HEADER_LEN <= avail) {
+		uint8_t hdr[PROTO_HEADER_LEN];
+		struct evbuffer_ptr pos;
+		evbuffer_ptr_set(in, &pos, off, EVBUFFER_PTR_SET);
+		evbuffer_copyout_from(in, &pos, hdr, PROTO_HEADER_LEN);
+		struct proto_header h;
+		if (proto_parse_header(hdr, avail - off, proto_client_max_len((char)hdr[0], true), &h) !=
+		    PROTO_OK)
+			return;
+		off += 1 + (size_t)h.len;
+		if (off > avail)
+			return;
+		if (h.type == 'Q' || h.type == 'S') {
+			pool_leave_queue(c->pool, c);
+			if (c->state != CL_WAITING)
+				return;
+			event_del(c->timer);
+			evbuffer_drain(in, off);
+			struct evbuffer *out = bufferevent_get_output(c->bev);
+			(void)proto_write_error(out, "ERROR", "57014", "canceling statement due to user request");
+			(void)proto_write_ready(out, 'I');
+			client_set_state(c, CL_IDLE);
+			bufferevent_enable(c->bev, EV_READ);
+			kick(c);
+			return;
+		}
+	}
+}
+
+/* ---- timers and shutdown ---- */
+
+void client_on_tick(struct worker *w)
+{
+	const struct config *cfg = pool_config();
+	if (cfg->idle_client_timeout <= 0)
+		return;
+	struct pool_worker *pw = w->ctx;
+	uint64_t now = conn_now_ms(), limit = (uint64_t)cfg->idle_client_timeout * 1000;
+	struct client *c, *tmp;
+	TAILQ_FOREACH_SAFE(c, &pw->clients, worker_entry, tmp) {
+		if (c->state == CL_IDLE && now - c->last_active_ms >= limit)
+			client_close(c, "57P05", "idle_client_timeout",
+				     "terminating connection due to idle timeout (idle_client_timeout)");
+	}
+}
+
+void client_shutdown_worker(struct worker *w)
+{
+	struct pool_worker *pw = w->ctx;
+	pw->listening = false;
+	struct client *c, *tmp;
+	TAILQ_FOREACH_SAFE(c, &pw->clients, worker_entry, tmp) {
+		if (c->state == CL_ACTIVE && c->server) {
+			c->closing_after_txn = true;
+			if (server_maybe_release(c->server, true))
+				client_close(c, "57P01", "shutdown", "pgmux is shutting down");
+		} else if (c->state != CL_CLOSING) {
+			client_close(c, "57P01", "shutdown", "pgmux is shutting down");
+		}
+	}
+}

@@ -1,0 +1,448 @@
+/* Pools, the wait queue and the hand-off of servers between workers.
+ * See pool.h. */
+#include "pool/pool.h"
+
+#include "core/log.h"
+#include "net/worker.h"
+#include "pool/conn.h"
+#include "pool/client.h"
+#include "pool/server.h"
+
+#include <event2/event.h>
+
+#include <errno.h>
+#include <openssl/crypto.h>
+#include <openssl/rand.h>
+#include <pthread.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <time.h>
+
+struct pool {
+	char *db_name;                   /* owned: client-facing database name */
+	char *user;                      /* owned */
+	const struct config_db *db;      /* borrowed from the config */
+	const struct auth_secret *secret;/* borrowed from the auth_file; NULL if absent */
+	pthread_mutex_t lock;
+	int pool_size;
+	int min_pool_size;
+	int total;                       /* [lock] servers open or connecting */
+	int nidle;                       /* [lock] */
+	struct server_list *idle;        /* [lock] one list per worker */
+	struct client_list waiters;      /* [lock] FIFO */
+	int nwaiters;                    /* [lock] */
+	bool welcome_ready;              /* [lock] */
+	struct kvlist welcome;           /* [lock] first server's ParameterStatus set */
+	bool have_client_key;            /* [lock] */
+	uint8_t client_key[SCRAM_KEY_LEN]; /* [lock] recovered from a client's SCRAM proof */
+	bool derived_ready;              /* [lock] */
+	struct scram_secret derived;     /* [lock] SCRAM secret derived from a plain password */
+	struct pool *next;               /* [pools_lock] */
+};
+
+static struct {
+	struct config *cfg;        /* borrowed */
+	struct authfile *af;       /* borrowed */
+	struct worker **workers;   /* borrowed */
+	int nworkers;
+	pthread_mutex_t lock;      /* guards the pool list */
+	struct pool *pools;
+} g = {.lock = PTHREAD_MUTEX_INITIALIZER};
+
+uint64_t conn_now_ms(void)
+{
+	struct timespec ts;
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (uint64_t)ts.tv_sec * 1000 + (uint64_t)ts.tv_nsec / 1000000;
+}
+
+void pool_global_init(struct config *cfg, struct authfile *af, struct worker **workers,
+		      int nworkers)
+{
+	g.cfg = cfg;
+	g.af = af;
+	g.workers = workers;
+	g.nworkers = nworkers;
+}
+
+const struct config *pool_config(void) { return g.cfg; }
+const struct authfile *pool_authfile(void) { return g.af; }
+struct worker *pool_worker(int i) { return g.workers[i]; }
+int pool_nworkers(void) { return g.nworkers; }
+
+struct pool *pool_get(const struct config_db *db, const char *user)
+{
+	pthread_mutex_lock(&g.lock);
+	struct pool *p;
+	for (p = g.pools; p; p = p->next)
+		if (p->db == db && strcmp(p->user, user) == 0)
+			break;
+	if (!p) {
+		p = calloc(1, sizeof(*p));
+		if (p) {
+			p->db_name = strdup(db->name);
+			p->user = strdup(user);
+			p->idle = calloc((size_t)g.nworkers, sizeof(*p->idle));
+			if (!p->db_name || !p->user || !p->idle) {
+				free(p->db_name);
+				free(p->user);
+				free(p->idle);
+				free(p);
+				p = NULL;
+			}
+		}
+		if (p) {
+			p->db = db;
+			p->secret = g.af ? authfile_lookup(g.af, user) : NULL;
+			p->pool_size = db->pool_size;
+			p->min_pool_size = db->min_pool_size;
+			pthread_mutex_init(&p->lock, NULL);
+			for (int i = 0; i < g.nworkers; i++)
+				TAILQ_INIT(&p->idle[i]);
+			TAILQ_INIT(&p->waiters);
+			p->next = g.pools;
+			g.pools = p;
+		}
+	}
+	pthread_mutex_unlock(&g.lock);
+	return p;
+}
+
+const char *pool_db_name(const struct pool *p) { return p->db_name; }
+const char *pool_user(const struct pool *p) { return p->user; }
+const struct config_db *pool_db(const struct pool *p) { return p->db; }
+const struct auth_secret *pool_secret(const struct pool *p) { return p->secret; }
+
+/* [lock] Take an idle server, preferring one on worker WID. */
+static struct server *take_idle(struct pool *p, int wid)
+{
+	if (p->nidle == 0)
+		return NULL;
+	struct server_list *l = &p->idle[wid];
+	if (TAILQ_EMPTY(l)) {
+		for (int i = 0; i < g.nworkers; i++) {
+			if (!TAILQ_EMPTY(&p->idle[i])) {
+				l = &p->idle[i];
+				break;
+			}
+		}
+	}
+	struct server *s = TAILQ_FIRST(l);
+	if (s) {
+		TAILQ_REMOVE(l, s, idle_entry);
+		p->nidle--;
+	}
+	return s;
+}
+
+/* [lock] Queue C on its worker's inbox and wake that worker. */
+static void inbox_push(struct client *c)
+{
+	struct pool_worker *pw = c->worker->ctx;
+	pthread_mutex_lock(&pw->inbox_lock);
+	if (!c->in_inbox) {
+		TAILQ_INSERT_TAIL(&pw->inbox, c, inbox_entry);
+		c->in_inbox = true;
+	}
+	pthread_mutex_unlock(&pw->inbox_lock);
+	worker_wake(c->worker);
+}
+
+static void inbox_remove(struct client *c)
+{
+	struct pool_worker *pw = c->worker->ctx;
+	pthread_mutex_lock(&pw->inbox_lock);
+	if (c->in_inbox) {
+		TAILQ_REMOVE(&pw->inbox, c, inbox_entry);
+		c->in_inbox = false;
+	}
+	pthread_mutex_unlock(&pw->inbox_lock);
+}
+
+enum pool_acquire_result pool_acquire(struct pool *p, struct client *c, struct server **out)
+{
+	*out = NULL;
+	pthread_mutex_lock(&p->lock);
+	if (TAILQ_EMPTY(&p->waiters)) {
+		struct server *s = take_idle(p, c->worker->id);
+		if (s) {
+			s->state = SV_RESERVED;
+			pthread_mutex_unlock(&p->lock);
+			*out = s;
+			return POOL_GOT_SERVER;
+		}
+		if (p->total < p->pool_size) {
+			p->total++;
+			pthread_mutex_unlock(&p->lock);
+			return POOL_CONNECT;
+		}
+	}
+	TAILQ_INSERT_TAIL(&p->waiters, c, wait_entry);
+	p->nwaiters++;
+	pthread_mutex_unlock(&p->lock);
+	return POOL_WAIT;
+}
+
+/* [lock] Give S to the first waiter, or park it. */
+static void release_locked(struct pool *p, struct server *s)
+{
+	struct client *c = TAILQ_FIRST(&p->waiters);
+	if (c) {
+		TAILQ_REMOVE(&p->waiters, c, wait_entry);
+		p->nwaiters--;
+		c->reserved = s;
+		s->state = SV_RESERVED;
+		inbox_push(c);
+		return;
+	}
+	s->state = SV_IDLE;
+	s->idle_since_ms = conn_now_ms();
+	TAILQ_INSERT_HEAD(&p->idle[s->worker->id], s, idle_entry);
+	p->nidle++;
+}
+
+void pool_release(struct pool *p, struct server *s)
+{
+	pthread_mutex_lock(&p->lock);
+	release_locked(p, s);
+	pthread_mutex_unlock(&p->lock);
+}
+
+/* [lock] A slot became free: grant it to the first waiter if any. */
+static void slot_free_locked(struct pool *p)
+{
+	p->total--;
+	struct client *c = TAILQ_FIRST(&p->waiters);
+	if (c && p->total < p->pool_size) {
+		TAILQ_REMOVE(&p->waiters, c, wait_entry);
+		p->nwaiters--;
+		c->slot_granted = true;
+		p->total++;
+		inbox_push(c);
+	}
+}
+
+void pool_slot_free(struct pool *p)
+{
+	pthread_mutex_lock(&p->lock);
+	slot_free_locked(p);
+	pthread_mutex_unlock(&p->lock);
+}
+
+void pool_leave_queue(struct pool *p, struct client *c)
+{
+	pthread_mutex_lock(&p->lock);
+	if (c->reserved) {
+		struct server *s = c->reserved;
+		c->reserved = NULL;
+		release_locked(p, s);
+	} else if (c->slot_granted) {
+		c->slot_granted = false;
+		slot_free_locked(p);
+	} else {
+		struct client *it;
+		TAILQ_FOREACH(it, &p->waiters, wait_entry) {
+			if (it == c) {
+				TAILQ_REMOVE(&p->waiters, c, wait_entry);
+				p->nwaiters--;
+				break;
+			}
+		}
+	}
+	inbox_remove(c);
+	pthread_mutex_unlock(&p->lock);
+}
+
+struct server *pool_take_grant(struct pool *p, struct client *c, bool *slot)
+{
+	pthread_mutex_lock(&p->lock);
+	struct server *s = c->reserved;
+	c->reserved = NULL;
+	*slot = c->slot_granted;
+	c->slot_granted = false;
+	pthread_mutex_unlock(&p->lock);
+	return s;
+}
+
+bool pool_welcome(struct pool *p, struct kvlist *out)
+{
+	pthread_mutex_lock(&p->lock);
+	bool ok = p->welcome_ready && kvlist_copy(out, &p->welcome) == 0;
+	pthread_mutex_unlock(&p->lock);
+	return ok;
+}
+
+void pool_set_welcome(struct pool *p, const struct kvlist *params)
+{
+	pthread_mutex_lock(&p->lock);
+	if (!p->welcome_ready && kvlist_copy(&p->welcome, params) == 0)
+		p->welcome_ready = true;
+	pthread_mutex_unlock(&p->lock);
+}
+
+void pool_set_client_key(struct pool *p, const uint8_t key[SCRAM_KEY_LEN])
+{
+	pthread_mutex_lock(&p->lock);
+	memcpy(p->client_key, key, SCRAM_KEY_LEN);
+	p->have_client_key = true;
+	pthread_mutex_unlock(&p->lock);
+}
+
+bool pool_client_key(struct pool *p, uint8_t key[SCRAM_KEY_LEN])
+{
+	pthread_mutex_lock(&p->lock);
+	bool have = p->have_client_key;
+	if (have)
+		memcpy(key, p->client_key, SCRAM_KEY_LEN);
+	pthread_mutex_unlock(&p->lock);
+	return have;
+}
+
+const struct scram_secret *pool_client_scram_secret(struct pool *p)
+{
+	pthread_mutex_lock(&p->lock);
+	if (!p->derived_ready && p->secret && p->secret->kind == SECRET_PLAIN) {
+		uint8_t salt[16];
+		if (RAND_bytes(salt, sizeof(salt)) == 1 &&
+		    scram_secret_from_password(p->secret->value, salt, sizeof(salt),
+					       SCRAM_DEFAULT_ITERATIONS, &p->derived, NULL) == 0)
+			p->derived_ready = true;
+	}
+	const struct scram_secret *s = p->derived_ready ? &p->derived : NULL;
+	pthread_mutex_unlock(&p->lock);
+	return s;
+}
+
+struct pool_stats pool_get_stats(struct pool *p)
+{
+	pthread_mutex_lock(&p->lock);
+	struct pool_stats st = {.total = p->total, .idle = p->nidle, .waiting = p->nwaiters};
+	pthread_mutex_unlock(&p->lock);
+	return st;
+}
+
+int pool_total_servers(void)
+{
+	int n = 0;
+	pthread_mutex_lock(&g.lock);
+	for (struct pool *p = g.pools; p; p = p->next) {
+		pthread_mutex_lock(&p->lock);
+		n += p->total;
+		pthread_mutex_unlock(&p->lock);
+	}
+	pthread_mutex_unlock(&g.lock);
+	return n;
+}
+
+/* True if the idle server's socket shows EOF or an error. Pending bytes
+ * (an async message) are left for server_check_idle at the next acquire. */
+static bool idle_server_dead(struct server *s)
+{
+	char b;
+	ssize_t n = recv(s->fd, &b, 1, MSG_PEEK | MSG_DONTWAIT);
+	return n == 0 || (n < 0 && errno != EAGAIN && errno != EWOULDBLOCK && errno != EINTR);
+}
+
+static bool server_can_login(struct pool *p)
+{
+	if (!p->secret)
+		return true; /* trust on the server side, or it fails and says why */
+	return p->secret->kind != SECRET_SCRAM || p->have_client_key;
+}
+
+static void janitor_pool(struct pool *p, struct worker *w, uint64_t now)
+{
+	const struct config *cfg = g.cfg;
+	struct server_list doomed = TAILQ_HEAD_INITIALIZER(doomed);
+	int open_new = 0;
+	pthread_mutex_lock(&p->lock);
+	for (int i = 0; i < g.nworkers; i++) {
+		struct server *s, *tmp;
+		TAILQ_FOREACH_SAFE(s, &p->idle[i], idle_entry, tmp) {
+			bool idle_expired = cfg->server_idle_timeout > 0 &&
+					    now - s->idle_since_ms >= (uint64_t)cfg->server_idle_timeout * 1000 &&
+					    p->total > p->min_pool_size;
+			bool too_old = cfg->server_lifetime > 0 &&
+				       now - s->created_ms >= (uint64_t)cfg->server_lifetime * 1000;
+			if (idle_expired || too_old || idle_server_dead(s)) {
+				TAILQ_REMOVE(&p->idle[i], s, idle_entry);
+				p->nidle--;
+				s->state = SV_RESERVED;
+				TAILQ_INSERT_TAIL(&doomed, s, reap_entry);
+			}
+		}
+	}
+	while (p->total < p->min_pool_size && p->nwaiters == 0 && server_can_login(p)) {
+		p->total++;
+		open_new++;
+	}
+	pthread_mutex_unlock(&p->lock);
+	struct server *s;
+	while ((s = TAILQ_FIRST(&doomed)) != NULL) {
+		TAILQ_REMOVE(&doomed, s, reap_entry);
+		server_destroy(s, "idle_timeout_or_lifetime_or_dead");
+	}
+	while (open_new-- > 0)
+		server_connect(p, w, NULL);
+}
+
+void pool_janitor(struct worker *w)
+{
+	uint64_t now = conn_now_ms();
+	pthread_mutex_lock(&g.lock);
+	struct pool *first = g.pools;
+	pthread_mutex_unlock(&g.lock);
+	/* pools are never freed and are pushed at the head: walking from a
+	 * snapshot of the head is safe without the list lock */
+	for (struct pool *p = first; p; p = p->next)
+		janitor_pool(p, w, now);
+}
+
+void client_reap_all(struct worker *w);
+
+static void deferred_cb(evutil_socket_t fd, short what, void *arg)
+{
+	struct worker *w = arg;
+	server_run_deferred(w);
+	client_reap_all(w);
+}
+
+static void worker_tick(struct worker *w)
+{
+	struct pool_worker *pw = w->ctx;
+	if (++pw->ticks % 10 != 0)
+		return; /* once a second */
+	client_on_tick(w);
+	if (w->id == 0)
+		pool_janitor(w);
+}
+
+int pool_worker_attach(struct worker *w)
+{
+	struct pool_worker *pw = calloc(1, sizeof(*pw));
+	if (!pw)
+		return -1;
+	pw->worker = w;
+	TAILQ_INIT(&pw->clients);
+	TAILQ_INIT(&pw->reap_clients);
+	TAILQ_INIT(&pw->reap_servers);
+	TAILQ_INIT(&pw->releasing);
+	TAILQ_INIT(&pw->inbox);
+	pthread_mutex_init(&pw->inbox_lock, NULL);
+	pw->deferred = event_new(w->base, -1, 0, deferred_cb, w);
+	if (!pw->deferred) {
+		free(pw);
+		return -1;
+	}
+	pw->listening = true;
+	w->ctx = pw;
+	w->on_wake = client_on_wake;
+	w->on_tick = worker_tick;
+	return 0;
+}
+
+void pool_worker_shutdown(struct worker *w)
+{
+	client_shutdown_worker(w);
+}

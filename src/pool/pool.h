@@ -1,0 +1,95 @@
+/* Pools: one per (database, user), shared by every worker. A pool owns the
+ * accounting (never more than pool_size servers, connecting ones included),
+ * the idle servers (one list per worker, so a client prefers a server already
+ * on its own event loop) and the FIFO queue of waiting clients. The lock is
+ * held only around list and counter updates, never across I/O. */
+#pragma once
+
+#include "core/authfile.h"
+#include "core/config.h"
+#include "pg/scram.h"
+#include "lib/kvlist.h"
+
+#include <stdbool.h>
+#include <stdint.h>
+
+struct client;
+struct server;
+struct worker;
+
+struct pool_stats {
+	int total;    /* servers open or connecting */
+	int idle;     /* parked servers */
+	int waiting;  /* queued clients */
+};
+
+/* Global state, set once at start. CFG and AF are borrowed for the life of
+ * the process; WORKERS is the array of NWORKERS workers. */
+void pool_global_init(struct config *cfg, struct authfile *af, struct worker **workers,
+		      int nworkers);
+const struct config *pool_config(void);
+const struct authfile *pool_authfile(void);
+struct worker *pool_worker(int i);
+int pool_nworkers(void);
+
+/* The pool for (DB, USER), created on first use. NULL on allocation failure.
+ * Thread-safe. */
+struct pool *pool_get(const struct config_db *db, const char *user);
+
+const char *pool_db_name(const struct pool *p);    /* client-facing name */
+const char *pool_user(const struct pool *p);
+const struct config_db *pool_db(const struct pool *p);
+const struct auth_secret *pool_secret(const struct pool *p); /* may be NULL */
+
+enum pool_acquire_result {
+	POOL_GOT_SERVER, /* *OUT is a server taken from the idle list: check it, then use it */
+	POOL_CONNECT,    /* a slot is counted for the caller: open a new server */
+	POOL_WAIT,       /* queued: a server or slot arrives through the worker's inbox */
+};
+
+/* Client's thread. */
+enum pool_acquire_result pool_acquire(struct pool *p, struct client *c, struct server **out);
+
+/* Server's thread, outside its bufferevent callbacks: put S back, handing it
+ * to the first waiting client if there is one. */
+void pool_release(struct pool *p, struct server *s);
+
+/* Any thread: S (or a slot that never became a server) is gone. Frees the
+ * slot and may grant it to a waiting client. */
+void pool_slot_free(struct pool *p);
+
+/* Client's thread: C stops waiting (timeout, disconnect). A server or slot it
+ * had been granted but not yet taken goes back to the pool. */
+void pool_leave_queue(struct pool *p, struct client *c);
+
+/* Client's worker thread: take what the inbox brought C. Returns the server
+ * (or NULL) and sets *SLOT if a new connection may be opened instead. */
+struct server *pool_take_grant(struct pool *p, struct client *c, bool *slot);
+
+/* Welcome parameters (the first server's ParameterStatus set). */
+bool pool_welcome(struct pool *p, struct kvlist *out);
+void pool_set_welcome(struct pool *p, const struct kvlist *params);
+
+/* A ClientKey recovered from a client's SCRAM login, for server logins when
+ * the auth_file holds only a verifier. */
+void pool_set_client_key(struct pool *p, const uint8_t key[SCRAM_KEY_LEN]);
+bool pool_client_key(struct pool *p, uint8_t key[SCRAM_KEY_LEN]);
+
+/* SCRAM secret for authenticating clients when auth_file has a plain
+ * password (derived once per pool). NULL on failure. */
+const struct scram_secret *pool_client_scram_secret(struct pool *p);
+
+struct pool_stats pool_get_stats(struct pool *p);
+
+/* Worker 0, every second: close idle servers past server_idle_timeout or
+ * server_lifetime or found dead, open servers up to min_pool_size. */
+void pool_janitor(struct worker *w);
+
+/* Total servers across pools (for tests of shutdown). */
+int pool_total_servers(void);
+
+/* Set up the pool layer's per-worker state on W (hooks, deferred event).
+ * Returns 0 / -1. Before the worker starts. */
+int pool_worker_attach(struct worker *w) __attribute__((warn_unused_result));
+/* W's thread: stop accepting and start draining clients (SIGTERM). */
+void pool_worker_shutdown(struct worker *w);

@@ -1,0 +1,1023 @@
+/* Server connections. See server.h. The forwarding loop peeks at the 5-byte
+ * header and moves bodies to the client with evbuffer moves, streaming
+ * large messages; only ReadyForQuery, ParameterStatus, ErrorResponse and
+ * CopyInResponse are looked at whole. */
+#include "pool/server.h"
+
+#include "core/config.h"
+#include "core/log.h"
+#include "net/worker.h"
+#include "pg/md5.h"
+#include "pg/proto.h"
+#include "pg/scram.h"
+#include "pool/client.h"
+#include "pool/conn.h"
+#include "pool/pool.h"
+
+#include <errno.h>
+#include <event2/buffer.h>
+#include <event2/bufferevent.h>
+#include <event2/event.h>
+#include <openssl/crypto.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#define HIGH_WATER (1u << 20) /* pause the reading side past 1 MiB queued */
+#define LOW_WATER (256u << 10)
+
+static void server_read_cb(struct bufferevent *bev, void *arg);
+static void server_write_cb(struct bufferevent *bev, void *arg);
+static void server_event_cb(struct bufferevent *bev, short what, void *arg);
+
+static const char *state_name(enum server_state st)
+{
+	static const char *const names[] = {"connecting", "internal", "active", "releasing",
+					    "idle", "reserved", "closing"};
+	return names[st];
+}
+
+static void server_set_state(struct server *s, enum server_state st)
+{
+	log_debug("server_state", "db=%s user=%s be_pid=%u from=%s to=%s", pool_db_name(s->pool),
+		  pool_user(s->pool), s->be_pid, state_name(s->state), state_name(st));
+	s->state = st;
+}
+
+static void schedule_deferred(struct worker *w)
+{
+	struct pool_worker *pw = w->ctx;
+	event_active(pw->deferred, 0, 0);
+}
+
+/* ---- sync-point queue ---- */
+
+static int syncq_push(struct syncq *q, uint64_t seq, char kind)
+{
+	if (q->count == q->cap) {
+		uint32_t cap = q->cap ? q->cap * 2 : 16;
+		struct sync_entry *v = malloc(cap * sizeof(*v));
+		if (!v)
+			return -1;
+		for (uint32_t i = 0; i < q->count; i++)
+			v[i] = q->v[(q->head + i) % q->cap];
+		free(q->v);
+		q->v = v;
+		q->head = 0;
+		q->cap = cap;
+	}
+	q->v[(q->head + q->count) % q->cap] = (struct sync_entry){seq, kind};
+	q->count++;
+	return 0;
+}
+
+static struct sync_entry *syncq_head(struct syncq *q)
+{
+	return q->count ? &q->v[q->head] : NULL;
+}
+
+static void syncq_pop(struct syncq *q)
+{
+	if (q->count) {
+		q->head = (q->head + 1) % q->cap;
+		q->count--;
+	}
+}
+
+/* Drop the Syncs the server reads while in copy-in mode: it answers none. */
+static void syncq_drop_copy_syncs(struct syncq *q, uint64_t after_seq)
+{
+	uint32_t kept = 0;
+	for (uint32_t i = 0; i < q->count; i++) {
+		struct sync_entry e = q->v[(q->head + i) % q->cap];
+		if (e.kind == 'S' && e.seq > after_seq)
+			continue;
+		q->v[(q->head + kept) % q->cap] = e;
+		kept++;
+	}
+	q->count = kept;
+}
+
+/* ---- lifecycle ---- */
+
+static struct server *server_new(struct pool *p, struct worker *w)
+{
+	struct server *s = calloc(1, sizeof(*s));
+	if (!s)
+		return NULL;
+	s->pool = p;
+	s->worker = w;
+	s->fd = -1;
+	s->txn = 'I';
+	s->created_ms = conn_now_ms();
+	return s;
+}
+
+static void server_free(struct server *s)
+{
+	if (s->bev)
+		bufferevent_free(s->bev);
+	if (s->fd >= 0)
+		close(s->fd);
+	if (s->timer)
+		event_free(s->timer);
+	scram_client_free(s->scram);
+	kvlist_clear(&s->reported);
+	kvlist_clear(&s->applied);
+	free(s->syncs.v);
+	free(s);
+}
+
+void server_destroy(struct server *s, const char *reason)
+{
+	log_info("server_close", "db=%s user=%s be_pid=%u reason=%s", pool_db_name(s->pool),
+		 pool_user(s->pool), s->be_pid, reason);
+	struct pool *p = s->pool;
+	server_free(s);
+	pool_slot_free(p);
+}
+
+void server_close(struct server *s, const char *reason)
+{
+	if (s->state == SV_CLOSING)
+		return;
+	log_info("server_close", "db=%s user=%s be_pid=%u reason=%s", pool_db_name(s->pool),
+		 pool_user(s->pool), s->be_pid, reason);
+	struct client *c = s->client;
+	enum server_state was = s->state;
+	s->client = NULL;
+	server_set_state(s, SV_CLOSING);
+	if (s->bev)
+		bufferevent_disable(s->bev, EV_READ | EV_WRITE);
+	struct pool_worker *pw = s->worker->ctx;
+	TAILQ_INSERT_TAIL(&pw->reap_servers, s, reap_entry);
+	schedule_deferred(s->worker);
+	pool_slot_free(s->pool);
+	if (c) {
+		c->server = NULL;
+		if (was == SV_CONNECTING)
+			client_close(c, "08006", "server_connect_failed",
+				     "pgmux: could not connect to server for database \"%s\": %s",
+				     pool_db_name(s->pool), reason);
+		else
+			client_close(c, "08006", "server_lost",
+				     "pgmux: server connection lost: %s", reason);
+	}
+}
+
+/* ---- login ---- */
+
+static void login_fail(struct server *s, const char *sqlstate, const char *msg)
+{
+	char q[300];
+	log_warn("server_login_failed", "db=%s user=%s sqlstate=%s reason=%s", pool_db_name(s->pool),
+		 pool_user(s->pool), sqlstate, log_quote(q, sizeof(q), msg));
+	struct client *c = s->client;
+	s->client = NULL;
+	if (c) {
+		c->server = NULL;
+		client_close(c, sqlstate, "server_login_failed", "%s", msg);
+	}
+	server_close(s, "login_failed");
+}
+
+static int send_sasl_initial(struct server *s, struct evbuffer *out, const uint8_t *body,
+			     size_t len)
+{
+	/* the mechanism list must offer SCRAM-SHA-256 */
+	struct proto_reader r;
+	proto_reader_init(&r, body, len);
+	bool found = false;
+	const char *m;
+	while ((m = proto_get_str(&r)) != NULL && m[0])
+		if (strcmp(m, "SCRAM-SHA-256") == 0)
+			found = true;
+	if (!found)
+		return -1;
+	const struct auth_secret *sec = pool_secret(s->pool);
+	struct scram_client_creds creds;
+	memset(&creds, 0, sizeof(creds));
+	if (!sec)
+		return -1;
+	if (sec->kind == SECRET_PLAIN) {
+		creds.password = sec->value;
+	} else if (sec->kind == SECRET_SCRAM && pool_client_key(s->pool, creds.client_key)) {
+		memcpy(creds.server_key, sec->scram.server_key, SCRAM_KEY_LEN);
+		memcpy(creds.salt, sec->scram.salt, sec->scram.salt_len);
+		creds.salt_len = sec->scram.salt_len;
+		creds.iterations = sec->scram.iterations;
+	} else {
+		return -1;
+	}
+	s->scram = scram_client_new(&creds);
+	OPENSSL_cleanse(&creds, sizeof(creds));
+	char *first = NULL;
+	if (!s->scram || scram_client_first(s->scram, &first) < 0)
+		return -1;
+	int rc = proto_write_sasl_initial(out, "SCRAM-SHA-256", first, strlen(first));
+	free(first);
+	return rc;
+}
+
+/* One authentication request from the server. Returns 0, or -1 with *WHY. */
+static int handle_auth(struct server *s, const uint8_t *body, size_t len, const char **why)
+{
+	struct proto_reader r;
+	proto_reader_init(&r, body, len);
+	uint32_t code = proto_get_u32(&r);
+	struct evbuffer *out = bufferevent_get_output(s->bev);
+	const struct auth_secret *sec = pool_secret(s->pool);
+	*why = "authentication failed";
+	if (r.err)
+		return -1;
+	switch (code) {
+	case 0: /* AuthenticationOk */
+		scram_client_free(s->scram);
+		s->scram = NULL;
+		return 0;
+	case 3: /* cleartext */
+		if (!sec || sec->kind != SECRET_PLAIN) {
+			*why = "server asks for a cleartext password but auth_file has none for this user";
+			return -1;
+		}
+		return proto_write_password(out, sec->value);
+	case 5: { /* md5 */
+		const uint8_t *salt = proto_get_bytes(&r, 4);
+		char hash[MD5_PASSWD_LEN + 1], resp[MD5_PASSWD_LEN + 1];
+		if (!salt || !sec || sec->kind == SECRET_SCRAM) {
+			*why = "server asks for md5 but auth_file has no plain or md5 password for this user";
+			return -1;
+		}
+		if (sec->kind == SECRET_PLAIN)
+			md5_password_hash(sec->value, pool_user(s->pool), hash);
+		else
+			snprintf(hash, sizeof(hash), "%s", sec->value);
+		int rc = md5_salted_response(hash, salt, resp);
+		OPENSSL_cleanse(hash, sizeof(hash));
+		if (rc < 0)
+			return -1;
+		rc = proto_write_password(out, resp);
+		OPENSSL_cleanse(resp, sizeof(resp));
+		return rc;
+	}
+	case 10: /* SASL */
+		if (send_sasl_initial(s, out, body + 4, len - 4) < 0) {
+			*why = "server asks for SCRAM-SHA-256 but no usable secret is known for this user "
+			       "(a SCRAM verifier works only after a client has logged in with SCRAM)";
+			return -1;
+		}
+		return 0;
+	case 11: { /* SASL continue */
+		char *final = NULL;
+		if (!s->scram || scram_client_handle_server_first(s->scram, (const char *)body + 4,
+								  len - 4, &final) < 0) {
+			*why = "SCRAM exchange with the server failed";
+			return -1;
+		}
+		int rc = proto_write_sasl_response(out, final, strlen(final));
+		free(final);
+		return rc;
+	}
+	case 12: /* SASL final */
+		if (!s->scram ||
+		    scram_client_handle_server_final(s->scram, (const char *)body + 4, len - 4) < 0) {
+			*why = "server's SCRAM signature did not verify";
+			return -1;
+		}
+		return 0;
+	default:
+		*why = "server asks for an unsupported authentication method";
+		return -1;
+	}
+}
+
+static void login_done(struct server *s)
+{
+	event_del(s->timer);
+	s->logged_in = true;
+	pool_set_welcome(s->pool, &s->reported);
+	log_info("server_connect", "db=%s user=%s be_pid=%u worker=%d", pool_db_name(s->pool),
+		 pool_user(s->pool), s->be_pid, s->worker->id);
+	struct client *c = s->client;
+	if (c) {
+		s->client = NULL;
+		c->server = NULL;
+		client_use_server(c, s);
+	} else {
+		server_set_state(s, SV_RELEASING);
+		bufferevent_disable(s->bev, EV_READ | EV_WRITE);
+		struct pool_worker *pw = s->worker->ctx;
+		TAILQ_INSERT_TAIL(&pw->releasing, s, reap_entry);
+		schedule_deferred(s->worker);
+	}
+}
+
+/* A whole message during login. Returns -1 if the server was closed. */
+static int handle_login_msg(struct server *s, char type, const uint8_t *body, size_t len)
+{
+	struct proto_reader r;
+	proto_reader_init(&r, body, len);
+	switch (type) {
+	case 'R': {
+		const char *why;
+		if (handle_auth(s, body, len, &why) < 0) {
+			login_fail(s, "28P01", why);
+			return -1;
+		}
+		return 0;
+	}
+	case 'E': {
+		const char *code = proto_error_field(body, len, 'C');
+		const char *msg = proto_error_field(body, len, 'M');
+		login_fail(s, code ? code : "08006", msg ? msg : "server refused the login");
+		return -1;
+	}
+	case 'S': {
+		const char *n = proto_get_str(&r), *v = proto_get_str(&r);
+		if (n && v && kvlist_set(&s->reported, n, v) < 0)
+			return -1;
+		return 0;
+	}
+	case 'K':
+		s->be_pid = proto_get_u32(&r);
+		s->be_key = proto_get_u32(&r);
+		return 0;
+	case 'Z':
+		login_done(s);
+		return 0;
+	case 'N':
+	case 'v':
+		return 0;
+	default:
+		login_fail(s, "08P01", "unexpected message from server during login");
+		return -1;
+	}
+}
+
+static void connect_timeout_cb(evutil_socket_t fd, short what, void *arg)
+{
+	struct server *s = arg;
+	if (s->state == SV_CONNECTING)
+		login_fail(s, "08006", "timeout connecting to server (server_connect_timeout)");
+}
+
+void server_connect(struct pool *p, struct worker *w, struct client *c)
+{
+	const struct config *cfg = pool_config();
+	const struct config_db *db = pool_db(p);
+	struct server *s = server_new(p, w);
+	if (s) {
+		s->bev = bufferevent_socket_new(w->base, -1, 0);
+		s->timer = evtimer_new(w->base, connect_timeout_cb, s);
+	}
+	if (!s || !s->bev || !s->timer) {
+		if (s)
+			server_free(s);
+		pool_slot_free(p);
+		if (c)
+			client_close(c, "53200", "out_of_memory", "pgmux: out of memory");
+		return;
+	}
+	s->client = c;
+	if (c)
+		c->server = s;
+	s->state = SV_CONNECTING;
+	bufferevent_setcb(s->bev, server_read_cb, server_write_cb, server_event_cb, s);
+	struct timeval tv = {cfg->server_connect_timeout, 0};
+	evtimer_add(s->timer, &tv);
+	if (bufferevent_socket_connect_hostname(s->bev, w->dns, AF_UNSPEC, db->host, db->port) < 0)
+		login_fail(s, "08006", "could not start connecting to server");
+}
+
+static void on_connected(struct server *s)
+{
+	s->fd = bufferevent_getfd(s->bev);
+	const struct config_db *db = pool_db(s->pool);
+	const char *names[] = {"user", "database"};
+	const char *values[] = {pool_user(s->pool), db->dbname};
+	if (proto_write_startup(bufferevent_get_output(s->bev), names, values, 2) < 0) {
+		login_fail(s, "08006", "could not build startup packet");
+		return;
+	}
+	bufferevent_enable(s->bev, EV_READ | EV_WRITE);
+}
+
+/* ---- idle-time bytes ---- */
+
+/* Handle whole messages that arrived while S was idle. Returns -1 if S must
+ * be dropped (FATAL, EOF, or anything but async messages). */
+static int handle_idle_input(struct server *s)
+{
+	struct evbuffer *in = bufferevent_get_input(s->bev);
+	for (;;) {
+		size_t avail = evbuffer_get_length(in);
+		uint8_t hdr[PROTO_HEADER_LEN];
+		struct proto_header h;
+		if (avail < PROTO_HEADER_LEN)
+			return 0;
+		evbuffer_copyout(in, hdr, PROTO_HEADER_LEN);
+		if (proto_parse_header(hdr, avail, proto_server_max_len((char)hdr[0]), &h) != PROTO_OK)
+			return -1;
+		if (avail < 1 + (size_t)h.len)
+			return 0;
+		if (h.type != 'S' && h.type != 'N' && h.type != 'A')
+			return -1;
+		uint8_t *msg = evbuffer_pullup(in, 1 + (ssize_t)h.len);
+		if (h.type == 'S') {
+			struct proto_reader r;
+			proto_reader_init(&r, msg + PROTO_HEADER_LEN, h.len - 4);
+			const char *n = proto_get_str(&r), *v = proto_get_str(&r);
+			if (!n || !v || kvlist_set(&s->reported, n, v) < 0)
+				return -1;
+		}
+		evbuffer_drain(in, 1 + (size_t)h.len);
+	}
+}
+
+int server_take(struct server *s, struct worker *w)
+{
+	if (s->worker != w) {
+		/* move to the taker's event loop: the old bufferevent is disabled and in
+		 * no callback; libevent finalizes it on its own base */
+		struct bufferevent *nb = bufferevent_socket_new(w->base, s->fd, 0);
+		if (!nb) {
+			server_destroy(s, "out_of_memory");
+			return -1;
+		}
+		evbuffer_add_buffer(bufferevent_get_input(nb), bufferevent_get_input(s->bev));
+		bufferevent_free(s->bev);
+		s->bev = nb;
+		s->worker = w;
+		bufferevent_setcb(s->bev, server_read_cb, server_write_cb, server_event_cb, s);
+	}
+	/* read what arrived while idle: ParameterStatus, notices, or a FATAL */
+	char b;
+	ssize_t n = recv(s->fd, &b, 1, MSG_PEEK | MSG_DONTWAIT);
+	if (n == 0 || (n < 0 && errno != EAGAIN && errno != EWOULDBLOCK && errno != EINTR)) {
+		server_destroy(s, "closed_while_idle");
+		return -1;
+	}
+	if (n > 0) {
+		struct evbuffer *in = bufferevent_get_input(s->bev);
+		while (evbuffer_read(in, s->fd, 65536) > 0)
+			;
+		if (handle_idle_input(s) < 0) {
+			server_destroy(s, "message_while_idle");
+			return -1;
+		}
+	}
+	return 0;
+}
+
+/* ---- linking and parameters ---- */
+
+static bool param_name_ok(const char *n)
+{
+	for (; *n; n++)
+		if (!((*n >= 'a' && *n <= 'z') || (*n >= 'A' && *n <= 'Z') ||
+		      (*n >= '0' && *n <= '9') || *n == '_' || *n == '.'))
+			return false;
+	return true;
+}
+
+/* Append S as a SQL string literal (E'' is never needed: standard strings). */
+static void add_literal(struct evbuffer *b, const char *s)
+{
+	evbuffer_add(b, "'", 1);
+	for (const char *p = s; *p; p++) {
+		if (*p == '\'')
+			evbuffer_add(b, "''", 2);
+		else
+			evbuffer_add(b, p, 1);
+	}
+	evbuffer_add(b, "'", 1);
+}
+
+/* Build the query that makes S's session parameters equal C's. Returns the
+ * number of changes (0: nothing to do), or -1. */
+static int build_sync_sql(struct server *s, struct client *c, struct evbuffer *sql)
+{
+	int changes = 0;
+	bool reset_all = s->dirty_params && s->last_client_pid != c->cancel_pid;
+	if (reset_all) {
+		evbuffer_add_printf(sql, "RESET ALL;");
+		kvlist_clear(&s->applied);
+		changes++;
+	}
+	bool first = true;
+	for (int i = 0; i < c->params.n; i++) {
+		const struct kv *kv = &c->params.v[i];
+		const char *cur = kvlist_get(&s->applied, kv->name);
+		if (cur && strcmp(cur, kv->value) == 0)
+			continue;
+		if (!param_name_ok(kv->name))
+			return -1;
+		evbuffer_add_printf(sql, first ? "SELECT pg_catalog.set_config(" : ", pg_catalog.set_config(");
+		add_literal(sql, kv->name);
+		evbuffer_add(sql, ", ", 2);
+		add_literal(sql, kv->value);
+		evbuffer_add_printf(sql, ", false)");
+		first = false;
+		changes++;
+	}
+	if (!first)
+		evbuffer_add(sql, ";", 1);
+	for (int i = 0; i < s->applied.n; i++) {
+		const char *n = s->applied.v[i].name;
+		if (kvlist_get(&c->params, n) || !param_name_ok(n))
+			continue;
+		evbuffer_add_printf(sql, "RESET \"%s\";", n);
+		changes++;
+	}
+	return changes;
+}
+
+static int start_internal(struct server *s, const char *sql, enum server_after after)
+{
+	s->internal_err[0] = '\0';
+	s->internal_msg[0] = '\0';
+	s->after = after;
+	server_set_state(s, SV_INTERNAL);
+	bufferevent_enable(s->bev, EV_READ | EV_WRITE);
+	return proto_write_query(bufferevent_get_output(s->bev), sql);
+}
+
+/* Tell C about reported parameters whose value differs from what it saw. */
+static void push_param_changes(struct server *s, struct client *c)
+{
+	struct evbuffer *out = bufferevent_get_output(c->bev);
+	for (int i = 0; i < s->reported.n; i++) {
+		const struct kv *kv = &s->reported.v[i];
+		const char *seen = kvlist_get(&c->view, kv->name);
+		if (seen && strcmp(seen, kv->value) == 0)
+			continue;
+		if (kvlist_set(&c->view, kv->name, kv->value) < 0 ||
+		    proto_write_param_status(out, kv->name, kv->value) < 0)
+			return;
+	}
+}
+
+static void link_ready(struct server *s, struct client *c)
+{
+	server_set_state(s, SV_ACTIVE);
+	s->last_client_pid = c->cancel_pid;
+	push_param_changes(s, c);
+	client_forward(c);
+}
+
+void server_link(struct server *s, struct client *c)
+{
+	s->client = c;
+	c->server = s;
+	c->link_gen++;
+	s->seq = 0;
+	s->ext_open = false;
+	s->copy_open = false;
+	bufferevent_enable(s->bev, EV_READ | EV_WRITE);
+	struct evbuffer *sql = evbuffer_new();
+	int changes = sql ? build_sync_sql(s, c, sql) : -1;
+	if (changes < 0) {
+		evbuffer_free(sql);
+		client_close(c, "08P01", "bad_parameter", "pgmux: invalid startup parameter name");
+		return;
+	}
+	if (changes == 0) {
+		evbuffer_free(sql);
+		link_ready(s, c);
+		return;
+	}
+	evbuffer_add(sql, "", 1);
+	const char *q = (const char *)evbuffer_pullup(sql, -1);
+	int rc = q ? start_internal(s, q, AFTER_LINK) : -1;
+	if (rc == 0) {
+		kvlist_clear(&s->applied);
+		if (kvlist_copy(&s->applied, &c->params) < 0)
+			rc = -1;
+		s->dirty_params = false;
+	}
+	evbuffer_free(sql);
+	if (rc < 0)
+		server_close(s, "out_of_memory");
+}
+
+/* ---- release ---- */
+
+static bool at_boundary(const struct server *s)
+{
+	return s->syncs.count == 0 && !s->ext_open && !s->copy_open && s->txn == 'I' &&
+	       s->cancels_in_flight == 0 && s->stream_left == 0;
+}
+
+static void queue_release(struct server *s)
+{
+	server_set_state(s, SV_RELEASING);
+	bufferevent_disable(s->bev, EV_READ | EV_WRITE);
+	struct pool_worker *pw = s->worker->ctx;
+	TAILQ_INSERT_TAIL(&pw->releasing, s, reap_entry);
+	schedule_deferred(s->worker);
+}
+
+static void unlink_client(struct server *s)
+{
+	struct client *c = s->client;
+	s->client = NULL;
+	if (c) {
+		c->server = NULL;
+		if (c->state == CL_ACTIVE)
+			c->state = CL_IDLE;
+	}
+}
+
+bool server_maybe_release(struct server *s, bool force)
+{
+	if (s->state != SV_ACTIVE || !at_boundary(s))
+		return false;
+	struct client *c = s->client;
+	bool session = pool_config()->pool_mode == POOL_MODE_SESSION;
+	if (session && !force && !(c && c->closing_after_txn))
+		return false;
+	unlink_client(s);
+	if (c && c->closing_after_txn)
+		client_close(c, "57P01", "shutdown", "pgmux is shutting down");
+	if (session) {
+		/* hand no session state on: reset everything the client did */
+		kvlist_clear(&s->applied);
+		s->dirty_params = false;
+		if (start_internal(s, "DISCARD ALL", AFTER_RELEASE) < 0)
+			server_close(s, "out_of_memory");
+		return true;
+	}
+	queue_release(s);
+	return true;
+}
+
+void server_client_gone(struct server *s)
+{
+	if (s->state == SV_CONNECTING) {
+		/* keep logging in; the server goes to the pool afterwards */
+		unlink_client(s);
+		return;
+	}
+	if (s->state == SV_INTERNAL) {
+		unlink_client(s); /* the internal query finishes, then the server is released */
+		s->after = AFTER_RELEASE;
+		return;
+	}
+	if (s->state != SV_ACTIVE) {
+		unlink_client(s);
+		return;
+	}
+	if (server_maybe_release(s, true))
+		return;
+	bool idle_in_txn = s->syncs.count == 0 && !s->ext_open && !s->copy_open &&
+			   s->stream_left == 0 && s->cancels_in_flight == 0;
+	unlink_client(s);
+	if (idle_in_txn) {
+		/* BEGIN ... and gone: roll back before anyone else gets it */
+		if (start_internal(s, "ROLLBACK", AFTER_RELEASE) < 0)
+			server_close(s, "out_of_memory");
+		return;
+	}
+	server_close(s, "client_disconnected_with_query_in_progress");
+}
+
+void server_note_client_msg(struct server *s, char type)
+{
+	s->seq++;
+	switch (type) {
+	case 'Q':
+	case 'F':
+		if (syncq_push(&s->syncs, s->seq, type) < 0)
+			server_close(s, "out_of_memory");
+		break;
+	case 'S':
+		s->ext_open = false;
+		if (syncq_push(&s->syncs, s->seq, type) < 0)
+			server_close(s, "out_of_memory");
+		break;
+	case 'P': case 'B': case 'D': case 'E': case 'C': case 'H':
+		s->ext_open = true;
+		break;
+	case 'c':
+	case 'f':
+		if (s->copy_open) {
+			syncq_drop_copy_syncs(&s->syncs, s->copy_start_seq);
+			s->copy_open = false;
+		}
+		break;
+	default:
+		break;
+	}
+}
+
+/* ---- forwarding server -> client ---- */
+
+static void forward_bytes(struct server *s, struct evbuffer *in, size_t n)
+{
+	struct client *c = s->client;
+	if (c && c->state != CL_CLOSING)
+		evbuffer_remove_buffer(in, bufferevent_get_output(c->bev), n);
+	else
+		evbuffer_drain(in, n);
+}
+
+/* A whole message of interest while linked. Returns -1 if S was closed or
+ * released (stop reading). */
+static int handle_active_msg(struct server *s, const struct proto_header *h, uint8_t *msg)
+{
+	const uint8_t *body = msg + PROTO_HEADER_LEN;
+	size_t blen = h->len - 4;
+	struct evbuffer *in = bufferevent_get_input(s->bev);
+	switch (h->type) {
+	case 'Z': {
+		if (blen != 1 || s->syncs.count == 0) {
+			server_close(s, "unexpected_ready_for_query");
+			return -1;
+		}
+		s->txn = (char)body[0];
+		syncq_pop(&s->syncs);
+		forward_bytes(s, in, 1 + h->len);
+		if (server_maybe_release(s, false))
+			return -1;
+		return 0;
+	}
+	case 'S': {
+		struct proto_reader r;
+		proto_reader_init(&r, body, blen);
+		const char *n = proto_get_str(&r), *v = proto_get_str(&r);
+		if (n && v) {
+			if (kvlist_set(&s->reported, n, v) < 0 ||
+			    (s->client && kvlist_set(&s->client->view, n, v) < 0)) {
+				server_close(s, "out_of_memory");
+				return -1;
+			}
+			s->dirty_params = true;
+		}
+		forward_bytes(s, in, 1 + h->len);
+		return 0;
+	}
+	case 'E': {
+		const char *sev = proto_error_field(body, blen, 'V');
+		if (!sev)
+			sev = proto_error_field(body, blen, 'S');
+		if (sev && (strcmp(sev, "FATAL") == 0 || strcmp(sev, "PANIC") == 0)) {
+			const char *m = proto_error_field(body, blen, 'M');
+			char why[300];
+			snprintf(why, sizeof(why), "%s", m ? m : "FATAL error from server");
+			server_close(s, why);
+			return -1;
+		}
+		forward_bytes(s, in, 1 + h->len);
+		return 0;
+	}
+	case 'G': {
+		struct sync_entry *head = syncq_head(&s->syncs);
+		s->copy_open = true;
+		s->copy_start_seq = head && head->kind == 'Q' ? head->seq : 0;
+		forward_bytes(s, in, 1 + h->len);
+		return 0;
+	}
+	default:
+		forward_bytes(s, in, 1 + h->len);
+		return 0;
+	}
+}
+
+static void internal_done(struct server *s)
+{
+	struct client *c = s->client;
+	if (s->internal_err[0]) {
+		if (c && s->after == AFTER_LINK) {
+			unlink_client(s);
+			client_close(c, s->internal_err, "server_parameter_rejected",
+				     "pgmux: server rejected a startup parameter: %s", s->internal_msg);
+		}
+		server_close(s, "internal_query_failed");
+		return;
+	}
+	if (s->after == AFTER_LINK && c) {
+		link_ready(s, c);
+		return;
+	}
+	unlink_client(s);
+	queue_release(s);
+}
+
+/* A whole message while running an internal query. */
+static int handle_internal_msg(struct server *s, const struct proto_header *h, uint8_t *msg)
+{
+	const uint8_t *body = msg + PROTO_HEADER_LEN;
+	size_t blen = h->len - 4;
+	struct proto_reader r;
+	proto_reader_init(&r, body, blen);
+	if (h->type == 'E') {
+		const char *code = proto_error_field(body, blen, 'C');
+		const char *m = proto_error_field(body, blen, 'M');
+		snprintf(s->internal_err, sizeof(s->internal_err), "%s", code ? code : "XX000");
+		snprintf(s->internal_msg, sizeof(s->internal_msg), "%s", m ? m : "error");
+	} else if (h->type == 'S') {
+		const char *n = proto_get_str(&r), *v = proto_get_str(&r);
+		if (n && v && kvlist_set(&s->reported, n, v) < 0)
+			return -1;
+	}
+	evbuffer_drain(bufferevent_get_input(s->bev), 1 + h->len);
+	if (h->type == 'Z') {
+		s->txn = blen ? (char)body[0] : 'I';
+		internal_done(s);
+		return -1;
+	}
+	return 0;
+}
+
+static bool wants_whole(enum server_state st, char type)
+{
+	if (st != SV_ACTIVE)
+		return true;
+	return type == 'Z' || type == 'S' || type == 'E' || type == 'G';
+}
+
+static void apply_backpressure(struct server *s)
+{
+	struct client *c = s->client;
+	if (!c || s->state != SV_ACTIVE)
+		return;
+	if (evbuffer_get_length(bufferevent_get_output(c->bev)) > HIGH_WATER) {
+		bufferevent_disable(s->bev, EV_READ);
+		bufferevent_setwatermark(c->bev, EV_WRITE, LOW_WATER, 0);
+	}
+}
+
+static void server_read_cb(struct bufferevent *bev, void *arg)
+{
+	struct server *s = arg;
+	struct evbuffer *in = bufferevent_get_input(bev);
+	for (;;) {
+		if (s->state == SV_CLOSING || s->state == SV_RELEASING || s->state == SV_IDLE ||
+		    s->state == SV_RESERVED)
+			return;
+		size_t avail = evbuffer_get_length(in);
+		if (s->stream_left) {
+			if (avail == 0)
+				break;
+			size_t n = avail < s->stream_left ? avail : s->stream_left;
+			forward_bytes(s, in, n);
+			s->stream_left -= (uint32_t)n;
+			continue;
+		}
+		if (avail < PROTO_HEADER_LEN)
+			break;
+		uint8_t hdr[PROTO_HEADER_LEN];
+		struct proto_header h;
+		evbuffer_copyout(in, hdr, PROTO_HEADER_LEN);
+		if (proto_parse_header(hdr, avail, proto_server_max_len((char)hdr[0]), &h) != PROTO_OK) {
+			server_close(s, "invalid_message_from_server");
+			return;
+		}
+		size_t total = 1 + (size_t)h.len;
+		if (!wants_whole(s->state, h.type)) {
+			size_t n = avail < total ? avail : total;
+			forward_bytes(s, in, n);
+			s->stream_left = (uint32_t)(total - n);
+			continue;
+		}
+		if (avail < total)
+			break;
+		uint8_t *msg = evbuffer_pullup(in, (ssize_t)total);
+		if (!msg) {
+			server_close(s, "out_of_memory");
+			return;
+		}
+		int rc;
+		if (s->state == SV_CONNECTING) {
+			/* copy: handlers may write to the output, never to the input */
+			rc = handle_login_msg(s, h.type, msg + PROTO_HEADER_LEN, h.len - 4);
+			if (s->state != SV_CLOSING)
+				evbuffer_drain(in, total);
+		} else if (s->state == SV_INTERNAL) {
+			rc = handle_internal_msg(s, &h, msg);
+		} else {
+			rc = handle_active_msg(s, &h, msg);
+		}
+		if (rc < 0)
+			return;
+	}
+	apply_backpressure(s);
+}
+
+static void server_write_cb(struct bufferevent *bev, void *arg)
+{
+	struct server *s = arg;
+	/* the server drained: let its client send more */
+	if (s->state == SV_ACTIVE && s->client)
+		client_resume(s->client);
+}
+
+static void server_event_cb(struct bufferevent *bev, short what, void *arg)
+{
+	struct server *s = arg;
+	if (what & BEV_EVENT_CONNECTED) {
+		on_connected(s);
+		return;
+	}
+	if (what & (BEV_EVENT_EOF | BEV_EVENT_ERROR)) {
+		char why[128];
+		int dnserr = bufferevent_socket_get_dns_error(bev);
+		if (dnserr)
+			snprintf(why, sizeof(why), "dns: %s", evutil_gai_strerror(dnserr));
+		else if (what & BEV_EVENT_EOF)
+			snprintf(why, sizeof(why), "server closed the connection");
+		else
+			snprintf(why, sizeof(why), "%s", strerror(EVUTIL_SOCKET_ERROR()));
+		if (s->state == SV_CONNECTING)
+			login_fail(s, "08006", why);
+		else
+			server_close(s, why);
+	}
+}
+
+/* ---- cancel ---- */
+
+struct cancel_conn {
+	struct server *s;          /* borrowed: kept alive by cancels_in_flight */
+	struct bufferevent *bev;   /* owned */
+};
+
+static void cancel_done(struct cancel_conn *cc)
+{
+	struct server *s = cc->s;
+	bufferevent_free(cc->bev);
+	free(cc);
+	s->cancels_in_flight--;
+	if (s->state == SV_CLOSING)
+		schedule_deferred(s->worker);
+	else if (s->cancels_in_flight == 0 && s->state == SV_ACTIVE)
+		server_maybe_release(s, false);
+}
+
+static void cancel_event_cb(struct bufferevent *bev, short what, void *arg)
+{
+	struct cancel_conn *cc = arg;
+	if (what & BEV_EVENT_CONNECTED) {
+		if (proto_write_cancel(bufferevent_get_output(bev), cc->s->be_pid, cc->s->be_key) < 0)
+			cancel_done(cc);
+		else
+			bufferevent_enable(bev, EV_READ);
+		return;
+	}
+	cancel_done(cc); /* EOF: the server has processed the cancel */
+}
+
+static void cancel_read_cb(struct bufferevent *bev, void *arg)
+{
+	evbuffer_drain(bufferevent_get_input(bev), evbuffer_get_length(bufferevent_get_input(bev)));
+}
+
+void server_send_cancel(struct server *s)
+{
+	struct cancel_conn *cc = calloc(1, sizeof(*cc));
+	if (!cc)
+		return;
+	cc->s = s;
+	cc->bev = bufferevent_socket_new(s->worker->base, -1, BEV_OPT_CLOSE_ON_FREE);
+	if (!cc->bev) {
+		free(cc);
+		return;
+	}
+	s->cancels_in_flight++;
+	bufferevent_setcb(cc->bev, cancel_read_cb, NULL, cancel_event_cb, cc);
+	struct timeval tv = {pool_config()->server_connect_timeout, 0};
+	bufferevent_set_timeouts(cc->bev, &tv, &tv);
+	const struct config_db *db = pool_db(s->pool);
+	log_info("cancel_forwarded", "db=%s user=%s be_pid=%u", pool_db_name(s->pool),
+		 pool_user(s->pool), s->be_pid);
+	if (bufferevent_socket_connect_hostname(cc->bev, s->worker->dns, AF_UNSPEC, db->host,
+						db->port) < 0)
+		cancel_done(cc);
+}
+
+/* ---- deferred work ---- */
+
+void server_run_deferred(struct worker *w)
+{
+	struct pool_worker *pw = w->ctx;
+	const struct config *cfg = pool_config();
+	struct server *s;
+	while ((s = TAILQ_FIRST(&pw->releasing)) != NULL) {
+		TAILQ_REMOVE(&pw->releasing, s, reap_entry);
+		uint64_t age = conn_now_ms() - s->created_ms;
+		if (cfg->server_lifetime > 0 && age >= (uint64_t)cfg->server_lifetime * 1000) {
+			server_destroy(s, "server_lifetime");
+			continue;
+		}
+		pool_release(s->pool, s); /* S may belong to another thread from here on */
+	}
+	struct server *tmp;
+	TAILQ_FOREACH_SAFE(s, &pw->reap_servers, reap_entry, tmp) {
+		if (s->cancels_in_flight > 0)
+			continue; /* freed when its cancel connections end */
+		TAILQ_REMOVE(&pw->reap_servers, s, reap_entry);
+		server_free(s);
+	}
+}

@@ -1,0 +1,51 @@
+/* Server connections: connect and log in to PostgreSQL, forward its replies
+ * to the linked client while tracking every sync point, run pgmux's own
+ * queries (parameter sync, DISCARD ALL, ROLLBACK), and decide when the link
+ * is at a transaction boundary. */
+#pragma once
+
+#include <stdbool.h>
+
+struct client;
+struct pool;
+struct server;
+struct worker;
+
+/* Open a new server for P on W; the pool slot is already counted. C, if not
+ * NULL, is the client waiting for exactly this server. On failure the slot
+ * is freed and C is told. */
+void server_connect(struct pool *p, struct worker *w, struct client *c);
+
+/* Any thread, for a server in no callback and linked to no one (taken out
+ * of the idle list): close it, free it and its pool slot. */
+void server_destroy(struct server *s, const char *reason);
+
+/* Worker W's thread: make S (taken from the pool) usable on W and process
+ * bytes that arrived while it was idle. Returns 0, or -1 if S was dead (it
+ * has been destroyed and its slot freed). */
+int server_take(struct server *s, struct worker *w) __attribute__((warn_unused_result));
+
+/* Link S to C (both on C's worker): sync C's parameters if they differ, then
+ * forward C's pending messages. */
+void server_link(struct server *s, struct client *c);
+
+/* C is going away while linked to S: release S if clean, roll it back if it
+ * is idle in a transaction, else close it. Unlinks both. */
+void server_client_gone(struct server *s);
+
+/* The client forwarded a message of TYPE on the link (for sync tracking). */
+void server_note_client_msg(struct server *s, char type);
+
+/* Release S if the link is at a transaction boundary (transaction mode, or
+ * FORCE for session end). Returns true if released (the client is unlinked). */
+bool server_maybe_release(struct server *s, bool force);
+
+/* Finalize S from the data path; its client, if any, gets 08006. */
+void server_close(struct server *s, const char *reason);
+
+/* Deferred per-worker work: hand releasing servers back to pools, free
+ * finalized ones. Called by the worker's deferred event. */
+void server_run_deferred(struct worker *w);
+
+/* Start a forwarded cancel to S's backend; the link stays until it ends. */
+void server_send_cancel(struct server *s);
