@@ -459,14 +459,14 @@ int server_take(struct server *s, struct worker *w)
 		server_destroy(s, "closed_while_idle");
 		return -1;
 	}
-	if (n > 0) {
-		struct evbuffer *in = bufferevent_get_input(s->bev);
+	struct evbuffer *in = bufferevent_get_input(s->bev);
+	if (n > 0)
 		while (evbuffer_read(in, s->fd, 65536) > 0)
 			;
-		if (handle_idle_input(s) < 0) {
-			server_destroy(s, "message_while_idle");
-			return -1;
-		}
+	/* also what was read together with the last ReadyForQuery */
+	if (evbuffer_get_length(in) > 0 && handle_idle_input(s) < 0) {
+		server_destroy(s, "message_while_idle");
+		return -1;
 	}
 	return 0;
 }
@@ -493,6 +493,22 @@ static void add_literal(struct evbuffer *b, const char *s)
 			evbuffer_add(b, p, 1);
 	}
 	evbuffer_add(b, "'", 1);
+}
+
+/* True if S already carries exactly C's session parameters (the common
+ * case: no allocation on the hot path). */
+static bool params_in_sync(const struct server *s, const struct client *c)
+{
+	if (s->dirty_params && s->last_client_pid != c->cancel_pid)
+		return false;
+	if (s->applied.n != c->params.n)
+		return false;
+	for (int i = 0; i < c->params.n; i++) {
+		const char *cur = kvlist_get(&s->applied, c->params.v[i].name);
+		if (!cur || strcmp(cur, c->params.v[i].value) != 0)
+			return false;
+	}
+	return true;
 }
 
 /* Build the query that makes S's session parameters equal C's. Returns the
@@ -576,6 +592,10 @@ void server_link(struct server *s, struct client *c)
 	s->ext_open = false;
 	s->copy_open = false;
 	bufferevent_enable(s->bev, EV_READ | EV_WRITE);
+	if (params_in_sync(s, c)) {
+		link_ready(s, c);
+		return;
+	}
 	struct evbuffer *sql = evbuffer_new();
 	int changes = sql ? build_sync_sql(s, c, sql) : -1;
 	if (changes < 0) {
