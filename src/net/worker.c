@@ -2,6 +2,7 @@
 #include "net/worker.h"
 
 #include "core/log.h"
+#include "net/wbuf.h"
 
 #include <event2/dns.h>
 #include <event2/event.h>
@@ -28,6 +29,19 @@ static void wake_cb(evutil_socket_t fd, short what, void *arg)
 		w->on_wake(w);
 }
 
+static void deferred_cb(evutil_socket_t fd, short what, void *arg)
+{
+	struct worker *w = arg;
+	wbuf_flush_all(w);
+	if (w->on_deferred)
+		w->on_deferred(w);
+}
+
+void worker_defer(struct worker *w)
+{
+	event_active(w->deferred_ev, 0, 0);
+}
+
 static void tick_cb(evutil_socket_t fd, short what, void *arg)
 {
 	struct worker *w = arg;
@@ -50,7 +64,8 @@ struct worker *worker_new(int id)
 		w->dns = evdns_base_new(w->base, EVDNS_BASE_DISABLE_WHEN_INACTIVE);
 	w->wake_ev = event_new(w->base, -1, 0, wake_cb, w);
 	w->tick_ev = event_new(w->base, -1, EV_PERSIST, tick_cb, w);
-	if (!w->dns || !w->wake_ev || !w->tick_ev)
+	w->deferred_ev = event_new(w->base, -1, 0, deferred_cb, w);
+	if (!w->dns || !w->wake_ev || !w->tick_ev || !w->deferred_ev)
 		goto fail;
 	return w;
 fail:
@@ -104,6 +119,9 @@ void worker_free(struct worker *w)
 		event_free(w->wake_ev);
 	if (w->tick_ev)
 		event_free(w->tick_ev);
+	if (w->deferred_ev)
+		event_free(w->deferred_ev);
+	free(w->flushq);
 	if (w->dns)
 		evdns_base_free(w->dns, 0);
 	if (w->base)

@@ -11,6 +11,7 @@
 struct event_base;
 struct evdns_base;
 struct event;
+struct wbuf;
 
 struct worker {
 	int id;                       /* 0 .. workers-1 */
@@ -23,6 +24,11 @@ struct worker {
 	void (*on_wake)(struct worker *w); /* set by the owner before start */
 	void (*on_tick)(struct worker *w); /* set by the owner before start */
 	void *ctx;                    /* borrowed: per-worker state of the pool layer */
+	struct event *deferred_ev;    /* owned: runs queued flushes, then on_deferred */
+	void (*on_deferred)(struct worker *w); /* set by the owner before start */
+	struct wbuf **flushq;         /* owned array: wbufs with output to write this turn */
+	int nflush;
+	int capflush;
 };
 
 /* Enable libevent threading (call once, before anything else). Returns 0/-1. */
@@ -32,6 +38,9 @@ struct worker *worker_new(int id);
 int worker_start(struct worker *w) __attribute__((warn_unused_result));
 /* Any thread: run W's on_wake on W's thread soon. Multiple wakes coalesce. */
 void worker_wake(struct worker *w);
+/* W's thread: run the deferred work (flushes, then on_deferred) once the
+ * current callback has returned. */
+void worker_defer(struct worker *w);
 /* Any thread: make W's loop return. */
 void worker_stop(struct worker *w);
 void worker_join(struct worker *w);

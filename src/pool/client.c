@@ -100,7 +100,7 @@ static void schedule_reap(struct client *c)
 {
 	struct pool_worker *pw = c->worker->ctx;
 	TAILQ_INSERT_TAIL(&pw->reap_clients, c, reap_entry);
-	event_active(pw->deferred, 0, 0);
+	worker_defer(c->worker);
 }
 
 static void client_free(struct client *c)
@@ -109,6 +109,7 @@ static void client_free(struct client *c)
 	TAILQ_REMOVE(&pw->clients, c, worker_entry);
 	pw->nclients--;
 	__atomic_fetch_sub(&nclients_total, 1, __ATOMIC_RELAXED);
+	wbuf_detach(&c->wb);
 	if (c->bev)
 		bufferevent_free(c->bev); /* closes the socket */
 	if (c->timer)
@@ -179,6 +180,8 @@ void client_close(struct client *c, const char *sqlstate, const char *reason, co
 	if (sqlstate)
 		(void)proto_write_error(out, "FATAL", sqlstate, "%s", msg);
 	bufferevent_disable(c->bev, EV_READ);
+	wbuf_flush(&c->wb);
+	wbuf_detach(&c->wb);
 	if (evbuffer_get_length(out) == 0) {
 		bufferevent_setcb(c->bev, NULL, NULL, NULL, NULL);
 		schedule_reap(c);
@@ -227,6 +230,10 @@ void client_accept(struct worker *w, int fd, const char *addr)
 	TAILQ_INSERT_TAIL(&pw->clients, c, worker_entry);
 	pw->nclients++;
 	bufferevent_setcb(bev, client_read_cb, client_write_cb, client_event_cb, c);
+	if (wbuf_attach(&c->wb, w, bev) < 0) {
+		client_close(c, "53200", "out_of_memory", "pgmux: out of memory");
+		return;
+	}
 	if (n > cfg->max_client_conn) {
 		log_warn("too_many_clients", "addr=%s max_client_conn=%d", addr, cfg->max_client_conn);
 		client_close(c, "53300", "too_many_clients", "sorry, too many clients already");
@@ -240,7 +247,7 @@ void client_accept(struct worker *w, int fd, const char *addr)
 	}
 	struct timeval tv = {cfg->client_login_timeout, 0};
 	evtimer_add(c->timer, &tv);
-	bufferevent_enable(bev, EV_READ | EV_WRITE);
+	bufferevent_enable(bev, EV_READ);
 }
 
 /* ---- login ---- */
@@ -752,6 +759,7 @@ static void client_write_cb(struct bufferevent *bev, void *arg)
 {
 	struct client *c = arg;
 	struct server *s = c->server;
+	wbuf_written(&c->wb);
 	/* the client drained: let its server send more */
 	if (s && s->state == SV_ACTIVE && s->client == c) {
 		bufferevent_setwatermark(bev, EV_WRITE, 0, 0);

@@ -9,6 +9,7 @@
 #pragma once
 
 #include "lib/kvlist.h"
+#include "net/wbuf.h"
 #include "pg/startup.h"
 
 #include <stdbool.h>
@@ -65,6 +66,7 @@ struct client {
 	enum client_state state;
 	struct worker *worker;       /* borrowed: the thread this client lives on */
 	struct bufferevent *bev;     /* owned */
+	struct wbuf wb;              /* direct writes on bev */
 	char addr[64];               /* peer "ip:port" for logs */
 	struct pool *pool;           /* borrowed: pools live until exit */
 	struct server *server;       /* borrowed: linked server (CL_ACTIVE) */
@@ -97,6 +99,7 @@ struct server {
 	enum server_after after;     /* what follows the internal query */
 	struct worker *worker;       /* borrowed: base the bufferevent lives on */
 	struct bufferevent *bev;     /* owned */
+	struct wbuf wb;              /* direct writes on bev (after connect) */
 	int fd;                      /* owned (bufferevent does not close it) */
 	struct pool *pool;           /* borrowed */
 	struct client *client;       /* borrowed: linked client, or the login waiting on us */
@@ -136,7 +139,6 @@ struct pool_worker {
 	struct client_list reap_clients; /* finalized, to free */
 	struct server_list reap_servers; /* finalized, to free */
 	struct server_list releasing;    /* SV_RELEASING: hand back to the pool */
-	struct event *deferred;          /* owned: runs the lists above */
 	pthread_mutex_t inbox_lock;
 	struct client_list inbox;        /* [inbox_lock] waiters that got a server or slot */
 	bool listening;                  /* listener enabled */

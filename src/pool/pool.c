@@ -401,9 +401,8 @@ void pool_janitor(struct worker *w)
 
 void client_reap_all(struct worker *w);
 
-static void deferred_cb(evutil_socket_t fd, short what, void *arg)
+static void deferred_cb(struct worker *w)
 {
-	struct worker *w = arg;
 	server_run_deferred(w);
 	client_reap_all(w);
 }
@@ -430,12 +429,8 @@ int pool_worker_attach(struct worker *w)
 	TAILQ_INIT(&pw->releasing);
 	TAILQ_INIT(&pw->inbox);
 	pthread_mutex_init(&pw->inbox_lock, NULL);
-	pw->deferred = event_new(w->base, -1, 0, deferred_cb, w);
-	if (!pw->deferred) {
-		free(pw);
-		return -1;
-	}
 	pw->listening = true;
+	w->on_deferred = deferred_cb;
 	w->ctx = pw;
 	w->on_wake = client_on_wake;
 	w->on_tick = worker_tick;

@@ -15,6 +15,8 @@
 #include "pool/pool.h"
 
 #include <errno.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
 #include <event2/buffer.h>
 #include <event2/bufferevent.h>
 #include <event2/event.h>
@@ -48,8 +50,7 @@ static void server_set_state(struct server *s, enum server_state st)
 
 static void schedule_deferred(struct worker *w)
 {
-	struct pool_worker *pw = w->ctx;
-	event_active(pw->deferred, 0, 0);
+	worker_defer(w);
 }
 
 /* ---- sync-point queue ---- */
@@ -117,6 +118,7 @@ static struct server *server_new(struct pool *p, struct worker *w)
 
 static void server_free(struct server *s)
 {
+	wbuf_detach(&s->wb);
 	if (s->bev)
 		bufferevent_free(s->bev);
 	if (s->fd >= 0)
@@ -394,6 +396,12 @@ void server_connect(struct pool *p, struct worker *w, struct client *c)
 static void on_connected(struct server *s)
 {
 	s->fd = bufferevent_getfd(s->bev);
+	int one = 1;
+	setsockopt(s->fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
+	if (wbuf_attach(&s->wb, s->worker, s->bev) < 0) {
+		login_fail(s, "53200", "out of memory");
+		return;
+	}
 	const struct config_db *db = pool_db(s->pool);
 	const char *names[] = {"user", "database"};
 	const char *values[] = {pool_user(s->pool), db->dbname};
@@ -401,7 +409,7 @@ static void on_connected(struct server *s)
 		login_fail(s, "08006", "could not build startup packet");
 		return;
 	}
-	bufferevent_enable(s->bev, EV_READ | EV_WRITE);
+	bufferevent_enable(s->bev, EV_READ);
 }
 
 /* ---- idle-time bytes ---- */
@@ -446,11 +454,16 @@ int server_take(struct server *s, struct worker *w)
 			server_destroy(s, "out_of_memory");
 			return -1;
 		}
+		wbuf_detach(&s->wb); /* not queued: a released server has written everything */
 		evbuffer_add_buffer(bufferevent_get_input(nb), bufferevent_get_input(s->bev));
 		bufferevent_free(s->bev);
 		s->bev = nb;
 		s->worker = w;
 		bufferevent_setcb(s->bev, server_read_cb, server_write_cb, server_event_cb, s);
+		if (wbuf_attach(&s->wb, w, s->bev) < 0) {
+			server_destroy(s, "out_of_memory");
+			return -1;
+		}
 	}
 	/* read what arrived while idle: ParameterStatus, notices, or a FATAL */
 	char b;
@@ -556,7 +569,7 @@ static int start_internal(struct server *s, const char *sql, enum server_after a
 	s->internal_msg[0] = '\0';
 	s->after = after;
 	server_set_state(s, SV_INTERNAL);
-	bufferevent_enable(s->bev, EV_READ | EV_WRITE);
+	bufferevent_enable(s->bev, EV_READ);
 	return proto_write_query(bufferevent_get_output(s->bev), sql);
 }
 
@@ -591,7 +604,7 @@ void server_link(struct server *s, struct client *c)
 	s->seq = 0;
 	s->ext_open = false;
 	s->copy_open = false;
-	bufferevent_enable(s->bev, EV_READ | EV_WRITE);
+	bufferevent_enable(s->bev, EV_READ);
 	if (params_in_sync(s, c)) {
 		link_ready(s, c);
 		return;
@@ -929,6 +942,7 @@ static void server_read_cb(struct bufferevent *bev, void *arg)
 static void server_write_cb(struct bufferevent *bev, void *arg)
 {
 	struct server *s = arg;
+	wbuf_written(&s->wb);
 	/* the server drained: let its client send more */
 	if (s->state == SV_ACTIVE && s->client)
 		client_resume(s->client);
