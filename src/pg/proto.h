@@ -58,8 +58,9 @@ const char *proto_get_str(struct proto_reader *r);
 const uint8_t *proto_get_bytes(struct proto_reader *r, size_t n);
 
 /* The value of field CODE ('C' = SQLSTATE, 'M' = message, 'S'/'V' =
- * severity) of an ErrorResponse/NoticeResponse BODY, or NULL when absent or
- * malformed. Pointer into BODY. */
+ * severity) of an ErrorResponse/NoticeResponse BODY, or NULL when absent
+ * (or when the body is damaged before that field). Pointer into BODY,
+ * always NUL-terminated inside it. */
 const char *proto_error_field(const uint8_t *body, size_t len, char code);
 
 /* ---- builders (append to OUT; return 0, or -1 on allocation failure) ---- */

@@ -67,7 +67,17 @@ static const char *next_word(const char *s, char *word, size_t size, bool *toolo
 	return s;
 }
 
-static int add_setting(struct startup_packet *sp, const char *setting)
+/* Parameters given explicitly in the packet win over -c settings from
+ * "options", as in PostgreSQL (process_startup_options runs first there). */
+static bool is_explicit(const struct startup_packet *sp, int nexplicit, const char *name)
+{
+	for (int i = 0; i < nexplicit; i++)
+		if (strcasecmp(sp->params[i].name, name) == 0)
+			return true;
+	return false;
+}
+
+static int add_setting(struct startup_packet *sp, int nexplicit, const char *setting)
 {
 	const char *eq = strchr(setting, '=');
 	if (!eq || eq == setting || (size_t)(eq - setting) > MAX_NAME_LEN)
@@ -78,6 +88,8 @@ static int add_setting(struct startup_packet *sp, const char *setting)
 	for (char *p = name; *p; p++)
 		if (*p == '-')
 			*p = '_'; /* --foo-bar=x means foo_bar, as in postgres */
+	if (is_explicit(sp, nexplicit, name))
+		return 0;
 	return add_param(sp, name, eq + 1);
 }
 
@@ -85,19 +97,20 @@ int startup_parse_options(struct startup_packet *sp, const char *options)
 {
 	char word[PROTO_STARTUP_MAX_LEN];
 	bool toolong = false;
+	int nexplicit = sp->nparams;
 	const char *s = options;
 	while ((s = next_word(s, word, sizeof(word), &toolong)) != NULL) {
 		if (toolong)
 			return -1;
 		if (strcmp(word, "-c") == 0) {
 			s = next_word(s, word, sizeof(word), &toolong);
-			if (!s || toolong || add_setting(sp, word) < 0)
+			if (!s || toolong || add_setting(sp, nexplicit, word) < 0)
 				return -1;
 		} else if (strncmp(word, "-c", 2) == 0) {
-			if (add_setting(sp, word + 2) < 0)
+			if (add_setting(sp, nexplicit, word + 2) < 0)
 				return -1;
 		} else if (strncmp(word, "--", 2) == 0) {
-			if (add_setting(sp, word + 2) < 0)
+			if (add_setting(sp, nexplicit, word + 2) < 0)
 				return -1;
 		} else {
 			return -1;
@@ -130,10 +143,14 @@ static int parse_pairs(struct proto_reader *r, struct startup_packet *sp, const 
 			if (sp->user)
 				return fail(err, sqlstate, "duplicate user parameter", "08P01");
 			sp->user = strdup(value);
+			if (!sp->user)
+				return fail(err, sqlstate, "out of memory", "53200");
 		} else if (strcmp(name, "database") == 0) {
 			if (sp->database)
 				return fail(err, sqlstate, "duplicate database parameter", "08P01");
 			sp->database = strdup(value);
+			if (!sp->database)
+				return fail(err, sqlstate, "out of memory", "53200");
 		} else if (strcmp(name, "replication") == 0) {
 			if (strcasecmp(value, "false") != 0 && strcasecmp(value, "off") != 0 &&
 			    strcmp(value, "0") != 0 && strcasecmp(value, "no") != 0)
@@ -144,7 +161,10 @@ static int parse_pairs(struct proto_reader *r, struct startup_packet *sp, const 
 		} else if (strncmp(name, "_pq_.", 5) == 0) {
 			if (sp->npq_opts >= STARTUP_MAX_PARAMS)
 				return fail(err, sqlstate, "too many protocol options", "08P01");
-			sp->pq_opts[sp->npq_opts++] = strdup(name);
+			sp->pq_opts[sp->npq_opts] = strdup(name);
+			if (!sp->pq_opts[sp->npq_opts])
+				return fail(err, sqlstate, "out of memory", "53200");
+			sp->npq_opts++;
 		} else if (!is_reserved(name)) {
 			if (name[0] == '\0' || strlen(name) > MAX_NAME_LEN)
 				return fail(err, sqlstate, "invalid parameter name", "08P01");

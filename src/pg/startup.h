@@ -32,7 +32,7 @@ struct startup_packet {
 /* Parse DATA (LEN bytes, starting with the length word). Returns 0, or -1
  * with *ERR set to a static reason and *SQLSTATE to the code to answer with
  * (08P01 protocol violation, 0A000 unsupported feature such as replication
- * or protocol 2, 42704 unknown option). Frees nothing on failure: call
+ * or protocol 2, 28000 no user, 53200 out of memory). Frees nothing on failure: call
  * startup_cleanup either way. */
 int startup_parse(const uint8_t *data, size_t len, struct startup_packet *out, const char **err,
 		  const char **sqlstate) __attribute__((warn_unused_result));
