@@ -139,12 +139,13 @@ if [ "$(id -u)" -eq 0 ]; then
 	chown "$PGENV_RUN_USER:" "$STATE/userlist.txt" "$STATE/pgmux.ini"
 fi
 
-pgenv_as_user "$PGMUX_BIN" --check "$STATE/pgmux.ini" >"$STATE/pgmux-check.log" 2>&1 || {
+PGMUX_RUN=$(pgenv_runnable_bin "$PGMUX_BIN" "$STATE")
+pgenv_as_user "$PGMUX_RUN" --check "$STATE/pgmux.ini" >"$STATE/pgmux-check.log" 2>&1 || {
 	cat "$STATE/pgmux-check.log" >&2
 	die "pgmux --check rejected the demo configuration"
 }
 log "starting pgmux on 127.0.0.1:$PGMUX_PORT (log in $STATE/pgmux.log)"
-pgenv_spawn "$STATE/pgmux.log" "$PGMUX_BIN" "$STATE/pgmux.ini"
+pgenv_spawn "$STATE/pgmux.log" "$PGMUX_RUN" "$STATE/pgmux.ini"
 PGMUX_PID=$PGENV_PID
 echo "$PGMUX_PID" >"$STATE/pgmux.pid"
 pgenv_wait_port "$PGMUX_PORT" "$PGMUX_PID" 15 || {

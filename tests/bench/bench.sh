@@ -203,12 +203,13 @@ port = $PG_PORT
 dbname = bench
 EOF
 		[ "$(id -u)" -eq 0 ] && chown "$PGENV_RUN_USER:" "$STATE/pgmux.ini"
-		if ! pgenv_as_user "$PGMUX_BIN" --check "$STATE/pgmux.ini" >>"$STATE/pgmux.log" 2>&1; then
+		PGMUX_RUN=$(pgenv_runnable_bin "$PGMUX_BIN" "$STATE")
+		if ! pgenv_as_user "$PGMUX_RUN" --check "$STATE/pgmux.ini" >>"$STATE/pgmux.log" 2>&1; then
 			log "pgmux --check rejected the bench config:"
 			tail -n 20 "$STATE/pgmux.log" >&2 || true
 			return 1
 		fi
-		pgenv_spawn "$STATE/pgmux.log" "$PGMUX_BIN" "$STATE/pgmux.ini"
+		pgenv_spawn "$STATE/pgmux.log" "$PGMUX_RUN" "$STATE/pgmux.ini"
 		;;
 	esac
 	POOLER_PID=$PGENV_PID
@@ -235,10 +236,10 @@ stop_target() {
 CLK_TCK=$(getconf CLK_TCK)
 cpu_ticks() {
 	local pid=$1 stat
-	[ -n "$pid" ] && [ -r "/proc/$pid/stat" ] || {
+	if [ -z "$pid" ] || [ ! -r "/proc/$pid/stat" ]; then
 		echo ""
 		return 0
-	}
+	fi
 	stat=$(cat "/proc/$pid/stat")
 	# Fields after the ")" that closes the command name: utime is the 12th, stime the 13th.
 	stat=${stat##*) }
@@ -247,8 +248,8 @@ cpu_ticks() {
 	echo $((${12} + ${13}))
 }
 
-declare -A TPS LAT CPU CONN NOTE
-FAILURES=()
+declare -A TPS LAT CPU CONN
+FAILURES=() # failures and notes, one line each
 
 # run_pgbench PORT MODE CLIENTS SECONDS LOGFILE
 run_pgbench() {
@@ -295,10 +296,10 @@ measure() {
 	if [ -z "$n1" ]; then
 		TPS[$key]=fail
 		LAT[$key]=fail
-		if [ -z "$n0" ]; then
-			why="no transaction within ${BENCH_CONNECT_MAX}s+${BENCH_SECONDS}s (pgbench exit $rc)"
+		if [ -z "$n0" ] && { [ "$rc" -eq 0 ] || [ "$rc" -eq 124 ]; }; then
+			why="logins took more than $((BENCH_CONNECT_MAX + BENCH_SECONDS))s (pgbench exit $rc)"
 		else
-			why="pgbench ended early (exit $rc)"
+			why="pgbench failed (exit $rc)"
 		fi
 		FAILURES+=("$key: $why: $( (grep -m1 -iE 'error|fatal|abort' "$out" || tail -n1 "$out") | cut -c1-200)")
 		log "  $key: FAILED: $why"
@@ -338,7 +339,7 @@ measure() {
 		CPU[$key]=$(awk -v d=$((t1 - t0)) -v hz="$CLK_TCK" -v n="$txns" 'BEGIN {printf "%.1f", d / hz * 1e6 / n}')
 	fi
 	if [ "$failed" != 0 ]; then
-		NOTE[$key]="$failed failed transactions"
+		FAILURES+=("$key: $failed failed transactions")
 	fi
 	log "  $key: tps=$tps latency=${lat}ms connect=${conn}s${CPU[$key]:+ cpu=${CPU[$key]}us/txn}"
 }
@@ -432,11 +433,10 @@ pgmux_version=n/a
 			done
 		done
 	done
-	if [ "${#FAILURES[@]}" -gt 0 ] || [ "${#NOTE[@]}" -gt 0 ]; then
+	if [ "${#FAILURES[@]}" -gt 0 ]; then
 		echo
 		echo "Notes:"
 		for f in "${FAILURES[@]}"; do echo "- $f"; done
-		for k in "${!NOTE[@]}"; do echo "- $k: ${NOTE[$k]}"; done
 	fi
 } >"$STATE/results.md"
 

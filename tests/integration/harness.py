@@ -37,7 +37,7 @@ HOST = "127.0.0.1"
 PASSWORDS = {
     "app": "app-secret",
     "app2": "app2-secret",
-    "md5user": "md5-secret",
+    "md5user": "legacy-secret",
 }
 DB = "appdb"
 
@@ -171,7 +171,7 @@ class PgServer:
             c.execute("CREATE ROLE app LOGIN PASSWORD 'app-secret'")
             c.execute("CREATE ROLE app2 LOGIN PASSWORD 'app2-secret'")
             c.execute("SET password_encryption = 'md5'")
-            c.execute("CREATE ROLE md5user LOGIN PASSWORD 'md5-secret'")
+            c.execute("CREATE ROLE md5user LOGIN PASSWORD 'legacy-secret'")
             c.execute("CREATE DATABASE appdb OWNER app")
         with self.connect(dbname=DB) as c:
             c.execute("GRANT ALL ON SCHEMA public TO app2, md5user")
@@ -385,7 +385,8 @@ class Pgmux:
         out = []
         for s in self.userlist.values():
             if s.startswith("SCRAM-SHA-256$"):
-                out += [p for p in re.split(r"[$:]", s)[2:] if len(p) > 20]
+                # StoredKey and ServerKey (the salt is public)
+                out += [p for p in re.split(r"[$:]", s)[3:] if len(p) > 20]
         return out
 
     # -- logs ------------------------------------------------------------------

@@ -27,6 +27,7 @@ pgenv_find_bindir() {
 	if [ -n "${PGBIN:-}" ] && [ -x "$PGBIN/pg_ctl" ]; then
 		return 0
 	fi
+	# shellcheck disable=SC2012 # version directories: plain names
 	for d in /usr/lib/postgresql/15/bin $(ls -d /usr/lib/postgresql/*/bin 2>/dev/null | sort -rV); do
 		if [ -x "$d/pg_ctl" ] && [ -x "$d/initdb" ] && [ -x "$d/pgbench" ]; then
 			PGBIN=$d
@@ -39,7 +40,9 @@ pgenv_find_bindir() {
 # Run a short command as the run user (runuser when root).
 pgenv_as_user() {
 	if [ "$(id -u)" -eq 0 ]; then
-		runuser -u "$PGENV_RUN_USER" -- "$@"
+		# From /, which the run user can always enter (the cwd may be a
+		# checkout it cannot reach); every path given is absolute.
+		(cd / && runuser -u "$PGENV_RUN_USER" -- "$@")
 	else
 		"$@"
 	fi
@@ -51,11 +54,12 @@ pgenv_spawn() {
 	local log=$1
 	shift
 	if [ "$(id -u)" -eq 0 ]; then
-		setpriv --reuid="$PGENV_RUN_USER" --regid="$PGENV_RUN_USER" --init-groups -- "$@" \
-			</dev/null >>"$log" 2>&1 &
+		(cd / && exec setpriv --reuid="$PGENV_RUN_USER" --regid="$PGENV_RUN_USER" \
+			--init-groups -- "$@") </dev/null >>"$log" 2>&1 &
 	else
 		"$@" </dev/null >>"$log" 2>&1 &
 	fi
+	# shellcheck disable=SC2034 # read by the scripts that source this file
 	PGENV_PID=$!
 }
 
@@ -77,6 +81,20 @@ pgenv_make_state_dir() {
 		fi
 	fi
 	printf '%s\n' "$dir"
+}
+
+# A path to BIN that the run user can execute: BIN itself, or (when the run
+# user cannot reach the checkout) a copy in STATE. Goes to stdout.
+pgenv_runnable_bin() {
+	local bin=$1 state=$2
+	if [ "$(id -u)" -ne 0 ] || runuser -u "$PGENV_RUN_USER" -- test -x "$bin"; then
+		printf '%s\n' "$bin"
+		return 0
+	fi
+	mkdir -p "$state/bin"
+	cp "$bin" "$state/bin/"
+	chown -R "$PGENV_RUN_USER:" "$state/bin"
+	printf '%s\n' "$state/bin/$(basename "$bin")"
 }
 
 # Is anything listening on 127.0.0.1:PORT (or the wildcard address)?

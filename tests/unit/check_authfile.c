@@ -298,6 +298,7 @@ static Suite *authfile_suite(void)
 {
 	Suite *s = suite_create("authfile");
 	TCase *tc = tcase_create("authfile");
+	tcase_set_timeout(tc, 60); /* 20,000 users under valgrind or a loaded CI machine */
 
 	tcase_add_loop_test(tc, test_valid, 0, sizeof valid_entries / sizeof valid_entries[0]);
 	tcase_add_loop_test(tc, test_valid_absent, 0, sizeof not_users / sizeof not_users[0]);
