@@ -79,7 +79,11 @@ void wbuf_flush(struct wbuf *wb)
 	struct evbuffer *out = bufferevent_get_output(wb->bev);
 	if (evbuffer_get_length(out) == 0)
 		return;
+	/* a socket bufferevent keeps its output's front frozen outside its own
+	 * write handler; thaw it for this write, as that handler does */
+	evbuffer_unfreeze(out, 1);
 	int n = evbuffer_write(out, bufferevent_getfd(wb->bev));
+	evbuffer_freeze(out, 1);
 	if (evbuffer_get_length(out) > 0 || n < 0)
 		/* would block, or an error libevent will report through the event callback */
 		bufferevent_enable(wb->bev, EV_WRITE);
