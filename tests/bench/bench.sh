@@ -355,13 +355,25 @@ done
 
 # The date and pooler versions, for the results file.
 STARTED=$(date -u +%Y-%m-%dT%H:%M:%SZ)
+LOAD_START=$(cut -d' ' -f1-3 /proc/loadavg)
 STAMP=$(date -u +%Y%m%d-%H%M%S)
 
 for row in "${ROWS[@]}"; do
 	target=${row%% *}
 	workers=1
 	[ "$target" = pgmux ] && workers=${row#pgmux workers=}
-	if ! start_target "$target" "$workers"; then
+	# A free port can be taken by someone else before the pooler binds it:
+	# try again on another port.
+	started=0
+	for attempt in 1 2 3; do
+		if start_target "$target" "$workers"; then
+			started=1
+			break
+		fi
+		[ "$target" = pgmux ] && [ ! -x "$PGMUX_BIN" ] && break
+		log "$row: start attempt $attempt failed"
+	done
+	if [ "$started" -eq 0 ]; then
 		why="did not start"
 		[ "$target" = pgmux ] && [ ! -x "$PGMUX_BIN" ] && why="no binary at $PGMUX_BIN (run make)"
 		log "$row: $why"
@@ -411,6 +423,8 @@ pgmux_version=n/a
 		"everything on 127.0.0.1 on one machine ($(nproc) CPUs, $(uname -m))."
 	echo "PostgreSQL $pg_version (fsync=off, shared_buffers=256MB, max_connections=1100)," \
 		"PgBouncer $pgb_version, pgmux $pgmux_version. SCRAM-SHA-256 logins."
+	echo "Load average (1, 5, 15 min) at the start: $LOAD_START; at the end: $(cut -d' ' -f1-3 /proc/loadavg)" \
+		"(anything else running on the machine skews the figures)."
 	echo "TPS, latency and pooler CPU are measured over ${BENCH_SECONDS}s once every client is" \
 		"connected (pgbench -P 1 lines); \"connect s\" is how long the logins took before that." \
 		"Pooler CPU is the pooler process's user+system time in that window over its transactions."

@@ -341,6 +341,7 @@ def test_cancel_pg_sleep_takes_effect_quickly(mux):
             assert out["t"] - t_cancel < 1.0, "cancel took %.2fs" % (out["t"] - t_cancel)
             assert c.execute("SELECT 1").fetchone()[0] == 1
     mux.wait_for_log(r"event=cancel_forwarded\b", since=mark)
+    assert len(mux.log_lines(r"event=cancel_forwarded\b", since=mark)) >= 6
 
 
 def test_raw_cancel_request_and_wrong_key(mux):
