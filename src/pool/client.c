@@ -234,11 +234,10 @@ void client_accept(struct worker *w, int fd, const char *addr)
 		client_close(c, "53200", "out_of_memory", "pgmux: out of memory");
 		return;
 	}
-	if (n > cfg->max_client_conn) {
-		log_warn("too_many_clients", "addr=%s max_client_conn=%d", addr, cfg->max_client_conn);
-		client_close(c, "53300", "too_many_clients", "sorry, too many clients already");
-		return;
-	}
+	/* over max_client_conn: refused once its startup packet is read, as
+	 * PostgreSQL does, so that the client can show the error (and a cancel
+	 * request still gets through) */
+	c->over_limit = n > cfg->max_client_conn;
 	c->login = calloc(1, sizeof(*c->login));
 	c->timer = evtimer_new(w->base, login_timeout_cb, c);
 	if (!c->login || !c->timer) {
@@ -398,6 +397,12 @@ static void handle_startup(struct client *c, const uint8_t *data, size_t len)
 		return;
 	case STARTUP_MESSAGE:
 		break;
+	}
+	if (c->over_limit) {
+		log_warn("too_many_clients", "addr=%s max_client_conn=%d", c->addr,
+			 cfg->max_client_conn);
+		client_close(c, "53300", "too_many_clients", "sorry, too many clients already");
+		return;
 	}
 	if ((c->sp.version & 0xffff) != 0 || c->sp.npq_opts > 0) {
 		if (!c->login->negotiated)

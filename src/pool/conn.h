@@ -81,6 +81,7 @@ struct client {
 	uint32_t cancel_key;
 	uint64_t link_gen;           /* bumped at every link; stale cancels see a change */
 	bool login_done;             /* AuthenticationOk sent */
+	bool over_limit;             /* accepted past max_client_conn: refuse after startup */
 	bool finishing_login;        /* waiting for a server only to learn its parameters */
 	bool closing_after_txn;      /* shutdown: close at the end of this transaction */
 	uint32_t stream_left;        /* body bytes of a client message still to forward */
@@ -100,6 +101,7 @@ struct server {
 	struct worker *worker;       /* borrowed: base the bufferevent lives on */
 	struct bufferevent *bev;     /* owned */
 	struct wbuf wb;              /* direct writes on bev (after connect) */
+	/* bev is NULL while the server is handed from one worker to another */
 	int fd;                      /* owned (bufferevent does not close it) */
 	struct pool *pool;           /* borrowed */
 	struct client *client;       /* borrowed: linked client, or the login waiting on us */
@@ -111,6 +113,7 @@ struct server {
 	struct event *timer;         /* owned: connect/login timeout */
 	char txn;                    /* status byte of the last ReadyForQuery */
 	bool logged_in;              /* ReadyForQuery after login seen */
+	bool dead;                   /* EOF or error seen while not linked: drop at next take */
 	uint32_t last_client_pid;    /* cancel pid of the last client linked (identity only) */
 	bool dirty_params;           /* a reported parameter changed under a client: resync */
 	bool copy_open;              /* between CopyInResponse and the client's CopyDone/Fail */

@@ -114,26 +114,54 @@ const char *pool_user(const struct pool *p) { return p->user; }
 const struct config_db *pool_db(const struct pool *p) { return p->db; }
 const struct auth_secret *pool_secret(const struct pool *p) { return p->secret; }
 
-/* [lock] Take an idle server, preferring one on worker WID. */
+/* [lock] Take an idle server parked on worker WID. Only worker WID's own
+ * thread takes from (or parks on) its list: its servers' bufferevents live on
+ * its base and stay watched while idle. */
 static struct server *take_idle(struct pool *p, int wid)
 {
-	if (p->nidle == 0)
-		return NULL;
-	struct server_list *l = &p->idle[wid];
-	if (TAILQ_EMPTY(l)) {
-		for (int i = 0; i < g.nworkers; i++) {
-			if (!TAILQ_EMPTY(&p->idle[i])) {
-				l = &p->idle[i];
-				break;
-			}
-		}
-	}
-	struct server *s = TAILQ_FIRST(l);
+	struct server *s = TAILQ_FIRST(&p->idle[wid]);
 	if (s) {
-		TAILQ_REMOVE(l, s, idle_entry);
+		TAILQ_REMOVE(&p->idle[wid], s, idle_entry);
 		p->nidle--;
+		s->state = SV_RESERVED;
 	}
 	return s;
+}
+
+/* [lock] A worker other than WID_SKIP... any worker with a parked server,
+ * or -1. */
+static int worker_with_idle(struct pool *p)
+{
+	if (p->nidle == 0)
+		return -1;
+	for (int i = 0; i < g.nworkers; i++)
+		if (!TAILQ_EMPTY(&p->idle[i]))
+			return i;
+	return -1;
+}
+
+static void release_locked(struct pool *p, struct server *s);
+
+/* On the worker that owns parked servers of P: hand one to the first waiter
+ * (a client on another worker asked for it). */
+static void evict_cb(evutil_socket_t fd, short what, void *arg)
+{
+	struct pool *p = arg;
+	struct worker *w = worker_current();
+	pthread_mutex_lock(&p->lock);
+	if (!TAILQ_EMPTY(&p->waiters)) {
+		struct server *s = take_idle(p, w->id);
+		if (s)
+			release_locked(p, s);
+	}
+	pthread_mutex_unlock(&p->lock);
+}
+
+static void request_evict(struct pool *p, int wid)
+{
+	struct timeval zero = {0, 0};
+	if (event_base_once(g.workers[wid]->base, -1, EV_TIMEOUT, evict_cb, p, &zero) < 0)
+		log_warn("evict_failed", "db=%s user=%s worker=%d", p->db_name, p->user, wid);
 }
 
 /* [lock] Queue C on its worker's inbox and wake that worker. */
@@ -167,7 +195,6 @@ enum pool_acquire_result pool_acquire(struct pool *p, struct client *c, struct s
 	if (TAILQ_EMPTY(&p->waiters)) {
 		struct server *s = take_idle(p, c->worker->id);
 		if (s) {
-			s->state = SV_RESERVED;
 			pthread_mutex_unlock(&p->lock);
 			*out = s;
 			return POOL_GOT_SERVER;
@@ -180,17 +207,24 @@ enum pool_acquire_result pool_acquire(struct pool *p, struct client *c, struct s
 	}
 	TAILQ_INSERT_TAIL(&p->waiters, c, wait_entry);
 	p->nwaiters++;
+	/* a server parked on another worker: its owner hands it over */
+	int wid = worker_with_idle(p);
 	pthread_mutex_unlock(&p->lock);
+	if (wid >= 0)
+		request_evict(p, wid);
 	return POOL_WAIT;
 }
 
-/* [lock] Give S to the first waiter, or park it. */
+/* [lock] Give S to the first waiter, or park it. Runs on S's worker (or,
+ * for a detached S, on the thread that will own it). */
 static void release_locked(struct pool *p, struct server *s)
 {
 	struct client *c = TAILQ_FIRST(&p->waiters);
 	if (c) {
 		TAILQ_REMOVE(&p->waiters, c, wait_entry);
 		p->nwaiters--;
+		if (s->bev && s->worker != c->worker)
+			server_detach(s); /* the waiter's worker attaches it to its own base */
 		c->reserved = s;
 		s->state = SV_RESERVED;
 		inbox_push(c);
@@ -233,10 +267,15 @@ void pool_slot_free(struct pool *p)
 void pool_leave_queue(struct pool *p, struct client *c)
 {
 	pthread_mutex_lock(&p->lock);
+	struct server *dead = NULL;
 	if (c->reserved) {
 		struct server *s = c->reserved;
 		c->reserved = NULL;
-		release_locked(p, s);
+		/* a detached server is adopted by this worker before it is parked */
+		if (!s->bev && server_attach(s, c->worker) < 0)
+			dead = s;
+		else
+			release_locked(p, s);
 	} else if (c->slot_granted) {
 		c->slot_granted = false;
 		slot_free_locked(p);
@@ -252,6 +291,8 @@ void pool_leave_queue(struct pool *p, struct client *c)
 	}
 	inbox_remove(c);
 	pthread_mutex_unlock(&p->lock);
+	if (dead)
+		server_destroy(dead, "out_of_memory");
 }
 
 struct server *pool_take_grant(struct pool *p, struct client *c, bool *slot)
@@ -263,6 +304,19 @@ struct server *pool_take_grant(struct pool *p, struct client *c, bool *slot)
 	c->slot_granted = false;
 	pthread_mutex_unlock(&p->lock);
 	return s;
+}
+
+bool pool_claim_idle(struct pool *p, struct server *s)
+{
+	pthread_mutex_lock(&p->lock);
+	bool ok = s->state == SV_IDLE;
+	if (ok) {
+		TAILQ_REMOVE(&p->idle[s->worker->id], s, idle_entry);
+		p->nidle--;
+		s->state = SV_RESERVED;
+	}
+	pthread_mutex_unlock(&p->lock);
+	return ok;
 }
 
 bool pool_welcome(struct pool *p, struct kvlist *out)
@@ -335,15 +389,6 @@ int pool_total_servers(void)
 	return n;
 }
 
-/* True if the idle server's socket shows EOF or an error. Pending bytes
- * (an async message) are left for server_check_idle at the next acquire. */
-static bool idle_server_dead(struct server *s)
-{
-	char b;
-	ssize_t n = recv(s->fd, &b, 1, MSG_PEEK | MSG_DONTWAIT);
-	return n == 0 || (n < 0 && errno != EAGAIN && errno != EWOULDBLOCK && errno != EINTR);
-}
-
 static bool server_can_login(struct pool *p)
 {
 	if (!p->secret)
@@ -357,31 +402,32 @@ static void janitor_pool(struct pool *p, struct worker *w, uint64_t now)
 	struct server_list doomed = TAILQ_HEAD_INITIALIZER(doomed);
 	int open_new = 0;
 	pthread_mutex_lock(&p->lock);
-	for (int i = 0; i < g.nworkers; i++) {
-		struct server *s, *tmp;
-		TAILQ_FOREACH_SAFE(s, &p->idle[i], idle_entry, tmp) {
-			bool idle_expired = cfg->server_idle_timeout > 0 &&
-					    now - s->idle_since_ms >= (uint64_t)cfg->server_idle_timeout * 1000 &&
-					    p->total > p->min_pool_size;
-			bool too_old = cfg->server_lifetime > 0 &&
-				       now - s->created_ms >= (uint64_t)cfg->server_lifetime * 1000;
-			if (idle_expired || too_old || idle_server_dead(s)) {
-				TAILQ_REMOVE(&p->idle[i], s, idle_entry);
-				p->nidle--;
-				s->state = SV_RESERVED;
-				TAILQ_INSERT_TAIL(&doomed, s, reap_entry);
-			}
+	struct server *s, *tmp;
+	TAILQ_FOREACH_SAFE(s, &p->idle[w->id], idle_entry, tmp) {
+		bool idle_expired = cfg->server_idle_timeout > 0 &&
+				    now - s->idle_since_ms >= (uint64_t)cfg->server_idle_timeout * 1000 &&
+				    p->total > p->min_pool_size;
+		bool too_old = cfg->server_lifetime > 0 &&
+			       now - s->created_ms >= (uint64_t)cfg->server_lifetime * 1000;
+		if (idle_expired || too_old) {
+			TAILQ_REMOVE(&p->idle[w->id], s, idle_entry);
+			p->nidle--;
+			s->state = SV_RESERVED;
+			TAILQ_INSERT_TAIL(&doomed, s, reap_entry);
 		}
 	}
-	while (p->total < p->min_pool_size && p->nwaiters == 0 && server_can_login(p)) {
+	while (w->id == 0 && p->total < p->min_pool_size && p->nwaiters == 0 &&
+	       server_can_login(p)) {
 		p->total++;
 		open_new++;
 	}
 	pthread_mutex_unlock(&p->lock);
-	struct server *s;
 	while ((s = TAILQ_FIRST(&doomed)) != NULL) {
 		TAILQ_REMOVE(&doomed, s, reap_entry);
-		server_destroy(s, "idle_timeout_or_lifetime_or_dead");
+		server_destroy(s, s->created_ms + (uint64_t)cfg->server_lifetime * 1000 <= now &&
+					  cfg->server_lifetime > 0
+				      ? "server_lifetime"
+				      : "server_idle_timeout");
 	}
 	while (open_new-- > 0)
 		server_connect(p, w, NULL);
@@ -413,8 +459,7 @@ static void worker_tick(struct worker *w)
 	if (++pw->ticks % 10 != 0)
 		return; /* once a second */
 	client_on_tick(w);
-	if (w->id == 0)
-		pool_janitor(w);
+	pool_janitor(w);
 }
 
 int pool_worker_attach(struct worker *w)

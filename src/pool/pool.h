@@ -47,7 +47,8 @@ enum pool_acquire_result {
 	POOL_WAIT,       /* queued: a server or slot arrives through the worker's inbox */
 };
 
-/* Client's thread. */
+/* Client's thread. Takes only servers parked on the client's own worker;
+ * when the others have some, their owner is asked to hand one over. */
 enum pool_acquire_result pool_acquire(struct pool *p, struct client *c, struct server **out);
 
 /* Server's thread, outside its bufferevent callbacks: put S back, handing it
@@ -66,6 +67,10 @@ void pool_leave_queue(struct pool *p, struct client *c);
  * (or NULL) and sets *SLOT if a new connection may be opened instead. */
 struct server *pool_take_grant(struct pool *p, struct client *c, bool *slot);
 
+/* S's own worker: take S, parked idle, out of its pool (its socket spoke
+ * while idle). False if it was not idle any more. */
+bool pool_claim_idle(struct pool *p, struct server *s);
+
 /* Welcome parameters (the first server's ParameterStatus set). */
 bool pool_welcome(struct pool *p, struct kvlist *out);
 void pool_set_welcome(struct pool *p, const struct kvlist *params);
@@ -81,8 +86,9 @@ const struct scram_secret *pool_client_scram_secret(struct pool *p);
 
 struct pool_stats pool_get_stats(struct pool *p);
 
-/* Worker 0, every second: close idle servers past server_idle_timeout or
- * server_lifetime or found dead, open servers up to min_pool_size. */
+/* Every worker, every second: close its parked servers past
+ * server_idle_timeout or server_lifetime; worker 0 also opens servers up to
+ * min_pool_size. */
 void pool_janitor(struct worker *w);
 
 /* Total servers across pools (for tests of shutdown). */

@@ -31,6 +31,7 @@
 #define LOW_WATER (256u << 10)
 
 static void server_read_cb(struct bufferevent *bev, void *arg);
+static void queue_release(struct server *s);
 static void server_write_cb(struct bufferevent *bev, void *arg);
 static void server_event_cb(struct bufferevent *bev, short what, void *arg);
 
@@ -308,11 +309,7 @@ static void login_done(struct server *s)
 		c->server = NULL;
 		client_use_server(c, s);
 	} else {
-		server_set_state(s, SV_RELEASING);
-		bufferevent_disable(s->bev, EV_READ | EV_WRITE);
-		struct pool_worker *pw = s->worker->ctx;
-		TAILQ_INSERT_TAIL(&pw->releasing, s, reap_entry);
-		schedule_deferred(s->worker);
+		queue_release(s);
 	}
 }
 
@@ -444,44 +441,59 @@ static int handle_idle_input(struct server *s)
 	}
 }
 
+void server_detach(struct server *s)
+{
+	/* bytes that came with the last reply are dealt with now: the new owner
+	 * gets a clean stream */
+	if (evbuffer_get_length(bufferevent_get_input(s->bev)) > 0 && handle_idle_input(s) < 0)
+		s->dead = true;
+	wbuf_detach(&s->wb);
+	bufferevent_free(s->bev);
+	s->bev = NULL;
+	s->worker = NULL;
+}
+
+int server_attach(struct server *s, struct worker *w)
+{
+	s->bev = bufferevent_socket_new(w->base, s->fd, 0);
+	if (!s->bev)
+		return -1;
+	s->worker = w;
+	bufferevent_setcb(s->bev, server_read_cb, server_write_cb, server_event_cb, s);
+	if (wbuf_attach(&s->wb, w, s->bev) < 0)
+		return -1;
+	return bufferevent_enable(s->bev, EV_READ);
+}
+
 int server_take(struct server *s, struct worker *w)
 {
-	if (s->worker != w) {
-		/* move to the taker's event loop: the old bufferevent is disabled and in
-		 * no callback; libevent finalizes it on its own base */
-		struct bufferevent *nb = bufferevent_socket_new(w->base, s->fd, 0);
-		if (!nb) {
-			server_destroy(s, "out_of_memory");
-			return -1;
-		}
-		wbuf_detach(&s->wb); /* not queued: a released server has written everything */
-		evbuffer_add_buffer(bufferevent_get_input(nb), bufferevent_get_input(s->bev));
-		bufferevent_free(s->bev);
-		s->bev = nb;
-		s->worker = w;
-		bufferevent_setcb(s->bev, server_read_cb, server_write_cb, server_event_cb, s);
-		if (wbuf_attach(&s->wb, w, s->bev) < 0) {
-			server_destroy(s, "out_of_memory");
-			return -1;
-		}
+	if (!s->bev && !s->dead && server_attach(s, w) < 0) {
+		server_destroy(s, "out_of_memory");
+		return -1;
 	}
-	/* read what arrived while idle: ParameterStatus, notices, or a FATAL */
-	char b;
-	ssize_t n = recv(s->fd, &b, 1, MSG_PEEK | MSG_DONTWAIT);
-	if (n == 0 || (n < 0 && errno != EAGAIN && errno != EWOULDBLOCK && errno != EINTR)) {
+	if (s->dead) {
 		server_destroy(s, "closed_while_idle");
 		return -1;
 	}
-	struct evbuffer *in = bufferevent_get_input(s->bev);
-	if (n > 0)
-		while (evbuffer_read(in, s->fd, 65536) > 0)
-			;
-	/* also what was read together with the last ReadyForQuery */
-	if (evbuffer_get_length(in) > 0 && handle_idle_input(s) < 0) {
+	/* bytes read together with the last ReadyForQuery, or while parked */
+	if (evbuffer_get_length(bufferevent_get_input(s->bev)) > 0 && handle_idle_input(s) < 0) {
 		server_destroy(s, "message_while_idle");
 		return -1;
 	}
 	return 0;
+}
+
+/* A parked server's socket spoke: a ParameterStatus or notice (keep it), a
+ * FATAL or EOF (drop it). Runs on its own worker. */
+static void idle_readable(struct server *s)
+{
+	if (!pool_claim_idle(s->pool, s))
+		return;
+	if (handle_idle_input(s) < 0) {
+		server_close(s, "message_while_idle");
+		return;
+	}
+	queue_release(s);
 }
 
 /* ---- linking and parameters ---- */
@@ -645,8 +657,8 @@ static bool at_boundary(const struct server *s)
 
 static void queue_release(struct server *s)
 {
+	/* reading stays on: a parked server is watched for EOF and FATAL */
 	server_set_state(s, SV_RELEASING);
-	bufferevent_disable(s->bev, EV_READ | EV_WRITE);
 	struct pool_worker *pw = s->worker->ctx;
 	TAILQ_INSERT_TAIL(&pw->releasing, s, reap_entry);
 	schedule_deferred(s->worker);
@@ -886,10 +898,13 @@ static void server_read_cb(struct bufferevent *bev, void *arg)
 {
 	struct server *s = arg;
 	struct evbuffer *in = bufferevent_get_input(bev);
+	if (s->state == SV_IDLE) {
+		idle_readable(s);
+		return;
+	}
 	for (;;) {
-		if (s->state == SV_CLOSING || s->state == SV_RELEASING || s->state == SV_IDLE ||
-		    s->state == SV_RESERVED)
-			return;
+		if (s->state == SV_CLOSING || s->state == SV_RELEASING || s->state == SV_RESERVED)
+			return; /* bytes wait in the input for server_take */
 		size_t avail = evbuffer_get_length(in);
 		if (s->stream_left) {
 			if (avail == 0)
@@ -964,10 +979,16 @@ static void server_event_cb(struct bufferevent *bev, short what, void *arg)
 			snprintf(why, sizeof(why), "server closed the connection");
 		else
 			snprintf(why, sizeof(why), "%s", strerror(EVUTIL_SOCKET_ERROR()));
-		if (s->state == SV_CONNECTING)
+		if (s->state == SV_CONNECTING) {
 			login_fail(s, "08006", why);
-		else
+		} else if (s->state == SV_IDLE) {
+			if (pool_claim_idle(s->pool, s))
+				server_close(s, why);
+		} else if (s->state == SV_RELEASING || s->state == SV_RESERVED) {
+			s->dead = true; /* whoever takes it next drops it */
+		} else {
 			server_close(s, why);
+		}
 	}
 }
 

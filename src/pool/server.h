@@ -20,10 +20,16 @@ void server_connect(struct pool *p, struct worker *w, struct client *c);
  * of the idle list): close it, free it and its pool slot. */
 void server_destroy(struct server *s, const char *reason);
 
-/* Worker W's thread: make S (taken from the pool) usable on W and process
- * bytes that arrived while it was idle. Returns 0, or -1 if S was dead (it
- * has been destroyed and its slot freed). */
+/* Worker W's thread: make S (taken from the pool, or handed over detached)
+ * usable on W and process bytes that arrived while it was parked. Returns
+ * 0, or -1 if S was dead (it has been destroyed and its slot freed). */
 int server_take(struct server *s, struct worker *w) __attribute__((warn_unused_result));
+
+/* S's worker: drop S's bufferevent (the socket stays open) so that another
+ * worker can adopt it with server_attach. */
+void server_detach(struct server *s);
+/* Adopt a detached S on W. Returns 0 / -1. */
+int server_attach(struct server *s, struct worker *w) __attribute__((warn_unused_result));
 
 /* Link S to C (both on C's worker): sync C's parameters if they differ, then
  * forward C's pending messages. */
