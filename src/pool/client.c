@@ -109,6 +109,7 @@ static void client_free(struct client *c)
 	TAILQ_REMOVE(&pw->clients, c, worker_entry);
 	pw->nclients--;
 	__atomic_fetch_sub(&nclients_total, 1, __ATOMIC_RELAXED);
+	rbuf_detach(&c->rb);
 	wbuf_detach(&c->wb);
 	if (c->bev)
 		bufferevent_free(c->bev); /* closes the socket */
@@ -147,6 +148,7 @@ static void closing_event_cb(struct bufferevent *bev, short what, void *arg)
 	struct client *c = arg;
 	bufferevent_setcb(bev, NULL, NULL, NULL, NULL);
 	bufferevent_disable(bev, EV_READ | EV_WRITE);
+	rbuf_stop(&c->rb);
 	schedule_reap(c);
 }
 
@@ -179,7 +181,7 @@ void client_close(struct client *c, const char *sqlstate, const char *reason, co
 	struct evbuffer *out = bufferevent_get_output(c->bev);
 	if (sqlstate)
 		(void)proto_write_error(out, "FATAL", sqlstate, "%s", msg);
-	bufferevent_disable(c->bev, EV_READ);
+	rbuf_stop(&c->rb);
 	wbuf_flush(&c->wb);
 	wbuf_detach(&c->wb);
 	if (evbuffer_get_length(out) == 0) {
@@ -230,7 +232,8 @@ void client_accept(struct worker *w, int fd, const char *addr)
 	TAILQ_INSERT_TAIL(&pw->clients, c, worker_entry);
 	pw->nclients++;
 	bufferevent_setcb(bev, client_read_cb, client_write_cb, client_event_cb, c);
-	if (wbuf_attach(&c->wb, w, bev) < 0) {
+	if (wbuf_attach(&c->wb, w, bev) < 0 ||
+	    rbuf_attach(&c->rb, w, bev, client_read_cb, client_event_cb, c) < 0) {
 		client_close(c, "53200", "out_of_memory", "pgmux: out of memory");
 		return;
 	}
@@ -246,7 +249,7 @@ void client_accept(struct worker *w, int fd, const char *addr)
 	}
 	struct timeval tv = {cfg->client_login_timeout, 0};
 	evtimer_add(c->timer, &tv);
-	bufferevent_enable(bev, EV_READ);
+	rbuf_start(&c->rb);
 }
 
 /* ---- login ---- */
@@ -563,7 +566,7 @@ static void start_waiting(struct client *c)
 	const struct config *cfg = pool_config();
 	client_set_state(c, CL_WAITING);
 	c->wait_start_ms = conn_now_ms();
-	bufferevent_disable(c->bev, EV_READ);
+	rbuf_stop(&c->rb);
 	if (!c->timer)
 		c->timer = evtimer_new(c->worker->base, borrow_timeout_cb, c);
 	else
@@ -600,7 +603,7 @@ void client_use_server(struct client *c, struct server *s)
 	if (c->timer)
 		event_del(c->timer);
 	client_set_state(c, CL_ACTIVE);
-	bufferevent_enable(c->bev, EV_READ);
+	rbuf_start(&c->rb);
 	server_link(s, c);
 }
 
@@ -637,7 +640,7 @@ void client_on_wake(struct worker *w)
 static void apply_backpressure(struct client *c, struct server *s)
 {
 	if (evbuffer_get_length(bufferevent_get_output(s->bev)) > HIGH_WATER) {
-		bufferevent_disable(c->bev, EV_READ);
+		rbuf_stop(&c->rb);
 		bufferevent_setwatermark(s->bev, EV_WRITE, LOW_WATER, 0);
 	}
 }
@@ -645,7 +648,7 @@ static void apply_backpressure(struct client *c, struct server *s)
 void client_resume(struct client *c)
 {
 	if (c->state == CL_ACTIVE || c->state == CL_IDLE) {
-		bufferevent_enable(c->bev, EV_READ);
+		rbuf_start(&c->rb);
 		kick(c);
 	}
 }
@@ -753,7 +756,7 @@ static void client_read_cb(struct bufferevent *bev, void *arg)
 		client_forward(c);
 		break;
 	case CL_WAITING:
-		bufferevent_disable(bev, EV_READ);
+		rbuf_stop(&c->rb);
 		break;
 	case CL_CLOSING:
 		break;
@@ -768,7 +771,7 @@ static void client_write_cb(struct bufferevent *bev, void *arg)
 	/* the client drained: let its server send more */
 	if (s && s->state == SV_ACTIVE && s->client == c) {
 		bufferevent_setwatermark(bev, EV_WRITE, 0, 0);
-		bufferevent_enable(s->bev, EV_READ);
+		rbuf_start(&s->rb);
 		bufferevent_trigger(s->bev, EV_READ, BEV_TRIG_IGNORE_WATERMARKS | BEV_TRIG_DEFER_CALLBACKS);
 	}
 }
@@ -812,7 +815,7 @@ void client_cancel_local(struct client *c)
 			(void)proto_write_error(out, "ERROR", "57014", "canceling statement due to user request");
 			(void)proto_write_ready(out, 'I');
 			client_set_state(c, CL_IDLE);
-			bufferevent_enable(c->bev, EV_READ);
+			rbuf_start(&c->rb);
 			kick(c);
 			return;
 		}

@@ -9,6 +9,7 @@
 #pragma once
 
 #include "lib/kvlist.h"
+#include "net/rbuf.h"
 #include "net/wbuf.h"
 #include "pg/startup.h"
 
@@ -67,6 +68,7 @@ struct client {
 	struct worker *worker;       /* borrowed: the thread this client lives on */
 	struct bufferevent *bev;     /* owned */
 	struct wbuf wb;              /* direct writes on bev */
+	struct rbuf rb;              /* reads into bev's input */
 	char addr[64];               /* peer "ip:port" for logs */
 	struct pool *pool;           /* borrowed: pools live until exit */
 	struct server *server;       /* borrowed: linked server (CL_ACTIVE) */
@@ -101,6 +103,7 @@ struct server {
 	struct worker *worker;       /* borrowed: base the bufferevent lives on */
 	struct bufferevent *bev;     /* owned */
 	struct wbuf wb;              /* direct writes on bev (after connect) */
+	struct rbuf rb;              /* reads into bev's input (after connect) */
 	/* bev is NULL while the server is handed from one worker to another */
 	int fd;                      /* owned (bufferevent does not close it) */
 	struct pool *pool;           /* borrowed */

@@ -119,6 +119,7 @@ static struct server *server_new(struct pool *p, struct worker *w)
 
 static void server_free(struct server *s)
 {
+	rbuf_detach(&s->rb);
 	wbuf_detach(&s->wb);
 	if (s->bev)
 		bufferevent_free(s->bev);
@@ -154,6 +155,7 @@ void server_close(struct server *s, const char *reason)
 	server_set_state(s, SV_CLOSING);
 	if (s->bev)
 		bufferevent_disable(s->bev, EV_READ | EV_WRITE);
+	rbuf_stop(&s->rb);
 	struct pool_worker *pw = s->worker->ctx;
 	TAILQ_INSERT_TAIL(&pw->reap_servers, s, reap_entry);
 	schedule_deferred(s->worker);
@@ -395,7 +397,8 @@ static void on_connected(struct server *s)
 	s->fd = bufferevent_getfd(s->bev);
 	int one = 1;
 	setsockopt(s->fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
-	if (wbuf_attach(&s->wb, s->worker, s->bev) < 0) {
+	if (wbuf_attach(&s->wb, s->worker, s->bev) < 0 ||
+	    rbuf_attach(&s->rb, s->worker, s->bev, server_read_cb, server_event_cb, s) < 0) {
 		login_fail(s, "53200", "out of memory");
 		return;
 	}
@@ -406,7 +409,7 @@ static void on_connected(struct server *s)
 		login_fail(s, "08006", "could not build startup packet");
 		return;
 	}
-	bufferevent_enable(s->bev, EV_READ);
+	rbuf_start(&s->rb);
 }
 
 /* ---- idle-time bytes ---- */
@@ -447,6 +450,7 @@ void server_detach(struct server *s)
 	 * gets a clean stream */
 	if (evbuffer_get_length(bufferevent_get_input(s->bev)) > 0 && handle_idle_input(s) < 0)
 		s->dead = true;
+	rbuf_detach(&s->rb);
 	wbuf_detach(&s->wb);
 	bufferevent_free(s->bev);
 	s->bev = NULL;
@@ -460,9 +464,11 @@ int server_attach(struct server *s, struct worker *w)
 		return -1;
 	s->worker = w;
 	bufferevent_setcb(s->bev, server_read_cb, server_write_cb, server_event_cb, s);
-	if (wbuf_attach(&s->wb, w, s->bev) < 0)
+	if (wbuf_attach(&s->wb, w, s->bev) < 0 ||
+	    rbuf_attach(&s->rb, w, s->bev, server_read_cb, server_event_cb, s) < 0)
 		return -1;
-	return bufferevent_enable(s->bev, EV_READ);
+	rbuf_start(&s->rb);
+	return 0;
 }
 
 int server_take(struct server *s, struct worker *w)
@@ -581,7 +587,7 @@ static int start_internal(struct server *s, const char *sql, enum server_after a
 	s->internal_msg[0] = '\0';
 	s->after = after;
 	server_set_state(s, SV_INTERNAL);
-	bufferevent_enable(s->bev, EV_READ);
+	rbuf_start(&s->rb);
 	return proto_write_query(bufferevent_get_output(s->bev), sql);
 }
 
@@ -616,7 +622,7 @@ void server_link(struct server *s, struct client *c)
 	s->seq = 0;
 	s->ext_open = false;
 	s->copy_open = false;
-	bufferevent_enable(s->bev, EV_READ);
+	rbuf_start(&s->rb);
 	if (params_in_sync(s, c)) {
 		link_ready(s, c);
 		return;
@@ -889,7 +895,7 @@ static void apply_backpressure(struct server *s)
 	if (!c || s->state != SV_ACTIVE)
 		return;
 	if (evbuffer_get_length(bufferevent_get_output(c->bev)) > HIGH_WATER) {
-		bufferevent_disable(s->bev, EV_READ);
+		rbuf_stop(&s->rb);
 		bufferevent_setwatermark(c->bev, EV_WRITE, LOW_WATER, 0);
 	}
 }

@@ -1,0 +1,80 @@
+/* Reads without FIONREAD. See rbuf.h. */
+#include "net/rbuf.h"
+
+#include "net/worker.h"
+
+#include <errno.h>
+#include <event2/buffer.h>
+#include <event2/bufferevent.h>
+#include <event2/event.h>
+#include <sys/uio.h>
+
+#define READ_CHUNK 32768 /* large enough for COPY and big rows, small enough to keep idle memory low */
+
+static void read_cb(evutil_socket_t fd, short what, void *arg)
+{
+	struct rbuf *rb = arg;
+	struct evbuffer *in = bufferevent_get_input(rb->bev);
+	struct evbuffer_iovec v[2];
+	/* a socket bufferevent keeps its input's end frozen outside its own read
+	 * handler; thaw it for this read, as that handler does */
+	evbuffer_unfreeze(in, 0);
+	int nv = evbuffer_reserve_space(in, READ_CHUNK, v, 2);
+	ssize_t r = nv > 0 ? readv(fd, (struct iovec *)v, nv) : -1;
+	int err = errno;
+	if (r > 0) {
+		size_t left = (size_t)r;
+		int used = 0;
+		for (; used < nv && left > 0; used++) {
+			if (v[used].iov_len > left)
+				v[used].iov_len = left;
+			left -= v[used].iov_len;
+		}
+		evbuffer_commit_space(in, v, used);
+	}
+	evbuffer_freeze(in, 0);
+	if (r > 0) {
+		rb->read_cb(rb->bev, rb->arg);
+		return;
+	}
+	if (r < 0 && (err == EAGAIN || err == EWOULDBLOCK || err == EINTR))
+		return;
+	rbuf_stop(rb);
+	errno = err;
+	rb->event_cb(rb->bev, BEV_EVENT_READING | (r == 0 ? BEV_EVENT_EOF : BEV_EVENT_ERROR), rb->arg);
+}
+
+int rbuf_attach(struct rbuf *rb, struct worker *w, struct bufferevent *bev, rbuf_read_fn rcb,
+		rbuf_event_fn ecb, void *arg)
+{
+	rb->bev = bev;
+	rb->read_cb = rcb;
+	rb->event_cb = ecb;
+	rb->arg = arg;
+	rb->on = false;
+	rb->ev = event_new(w->base, bufferevent_getfd(bev), EV_READ | EV_PERSIST, read_cb, rb);
+	return rb->ev ? 0 : -1;
+}
+
+void rbuf_detach(struct rbuf *rb)
+{
+	if (rb->ev)
+		event_free(rb->ev);
+	rb->ev = NULL;
+	rb->on = false;
+	rb->bev = NULL;
+}
+
+void rbuf_start(struct rbuf *rb)
+{
+	if (rb->ev && !rb->on && event_add(rb->ev, NULL) == 0)
+		rb->on = true;
+}
+
+void rbuf_stop(struct rbuf *rb)
+{
+	if (rb->ev && rb->on) {
+		event_del(rb->ev);
+		rb->on = false;
+	}
+}

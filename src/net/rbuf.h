@@ -1,0 +1,33 @@
+/* Reads for bufferevents without the FIONREAD ioctl. A socket bufferevent
+ * asks the kernel how much is readable before every read: one extra system
+ * call per message, and system calls are most of a pooler's cost. With an
+ * rbuf, the bufferevent's own EV_READ stays off; a persistent read event of
+ * ours reads straight into its input buffer (one readv) and calls the
+ * owner's read or event callback, with the bufferevent's signatures. */
+#pragma once
+
+#include <stdbool.h>
+
+struct bufferevent;
+struct event;
+struct worker;
+
+typedef void (*rbuf_read_fn)(struct bufferevent *bev, void *arg);
+typedef void (*rbuf_event_fn)(struct bufferevent *bev, short what, void *arg);
+
+struct rbuf {
+	struct bufferevent *bev; /* borrowed: its input buffer receives the bytes */
+	struct event *ev;        /* owned: EV_READ | EV_PERSIST on the socket */
+	rbuf_read_fn read_cb;
+	rbuf_event_fn event_cb;  /* gets BEV_EVENT_READING | BEV_EVENT_EOF or _ERROR */
+	void *arg;
+	bool on;                 /* the read event is added */
+};
+
+/* Read BEV's socket on W's base. Starts stopped. Returns 0 / -1. */
+int rbuf_attach(struct rbuf *rb, struct worker *w, struct bufferevent *bev, rbuf_read_fn read_cb,
+		rbuf_event_fn event_cb, void *arg) __attribute__((warn_unused_result));
+/* Free the event (before the bufferevent goes). Safe if never attached. */
+void rbuf_detach(struct rbuf *rb);
+void rbuf_start(struct rbuf *rb);
+void rbuf_stop(struct rbuf *rb);
