@@ -224,6 +224,8 @@ void client_accept(struct worker *w, int fd, const char *addr)
 		__atomic_fetch_sub(&nclients_total, 1, __ATOMIC_RELAXED);
 		return;
 	}
+	static uint64_t next_id;
+	c->id = __atomic_add_fetch(&next_id, 1, __ATOMIC_RELAXED);
 	c->worker = w;
 	c->bev = bev;
 	snprintf(c->addr, sizeof(c->addr), "%s", addr);

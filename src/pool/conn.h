@@ -65,6 +65,7 @@ struct syncq {
 
 struct client {
 	enum client_state state;
+	uint64_t id;                 /* unique for the life of the process, never reused */
 	struct worker *worker;       /* borrowed: the thread this client lives on */
 	struct bufferevent *bev;     /* owned */
 	struct wbuf wb;              /* direct writes on bev */
@@ -117,7 +118,7 @@ struct server {
 	char txn;                    /* status byte of the last ReadyForQuery */
 	bool logged_in;              /* ReadyForQuery after login seen */
 	bool dead;                   /* EOF or error seen while not linked: drop at next take */
-	uint32_t last_client_pid;    /* cancel pid of the last client linked (identity only) */
+	uint64_t last_client_id;     /* id of the last client linked (identity only) */
 	bool dirty_params;           /* a reported parameter changed under a client: resync */
 	bool copy_open;              /* between CopyInResponse and the client's CopyDone/Fail */
 	uint64_t copy_start_seq;     /* sync points after this seq and before CopyDone get no Z */

@@ -530,7 +530,9 @@ static void add_literal(struct evbuffer *b, const char *s)
  * case: no allocation on the hot path). */
 static bool params_in_sync(const struct server *s, const struct client *c)
 {
-	if (s->dirty_params && s->last_client_pid != c->cancel_pid)
+	if (s->last_client_id == c->id)
+		return true; /* its own parameters, plus whatever it SET itself */
+	if (s->dirty_params)
 		return false;
 	if (s->applied.n != c->params.n)
 		return false;
@@ -547,7 +549,7 @@ static bool params_in_sync(const struct server *s, const struct client *c)
 static int build_sync_sql(struct server *s, struct client *c, struct evbuffer *sql)
 {
 	int changes = 0;
-	bool reset_all = s->dirty_params && s->last_client_pid != c->cancel_pid;
+	bool reset_all = s->dirty_params && s->last_client_id != c->id;
 	if (reset_all) {
 		evbuffer_add_printf(sql, "RESET ALL;");
 		kvlist_clear(&s->applied);
@@ -609,7 +611,7 @@ static void push_param_changes(struct server *s, struct client *c)
 static void link_ready(struct server *s, struct client *c)
 {
 	server_set_state(s, SV_ACTIVE);
-	s->last_client_pid = c->cancel_pid;
+	s->last_client_id = c->id;
 	push_param_changes(s, c);
 	client_forward(c);
 }
