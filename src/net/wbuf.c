@@ -53,6 +53,7 @@ int wbuf_attach(struct wbuf *wb, struct worker *w, struct bufferevent *bev)
 	wb->w = w;
 	wb->bev = bev;
 	wb->qidx = -1;
+	wb->notify = false;
 	bufferevent_disable(bev, EV_WRITE);
 	struct evbuffer *out = bufferevent_get_output(bev);
 	if (!evbuffer_add_cb(out, output_cb, wb))
@@ -87,10 +88,22 @@ void wbuf_flush(struct wbuf *wb)
 	if (evbuffer_get_length(out) > 0 || n < 0)
 		/* would block, or an error libevent will report through the event callback */
 		bufferevent_enable(wb->bev, EV_WRITE);
+	if (wb->notify && evbuffer_get_length(out) <= wb->notify_below) {
+		wb->notify = false;
+		bufferevent_trigger(wb->bev, EV_WRITE,
+				    BEV_TRIG_IGNORE_WATERMARKS | BEV_TRIG_DEFER_CALLBACKS);
+	}
+}
+
+void wbuf_notify_below(struct wbuf *wb, size_t low)
+{
+	wb->notify = true;
+	wb->notify_below = low;
 }
 
 void wbuf_written(struct wbuf *wb)
 {
+	wb->notify = false;
 	if (wb->bev && evbuffer_get_length(bufferevent_get_output(wb->bev)) == 0)
 		bufferevent_disable(wb->bev, EV_WRITE);
 }

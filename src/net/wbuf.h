@@ -7,6 +7,7 @@
 #pragma once
 
 #include <stdbool.h>
+#include <stddef.h>
 
 struct bufferevent;
 struct worker;
@@ -15,6 +16,8 @@ struct wbuf {
 	struct worker *w;        /* borrowed: the worker whose loop flushes it */
 	struct bufferevent *bev; /* borrowed */
 	int qidx;                /* position in the worker's flush queue, -1 if not queued */
+	bool notify;             /* run the write callback once output is at most notify_below */
+	size_t notify_below;
 };
 
 /* Start direct writes for BEV on W. Returns 0 / -1. */
@@ -27,5 +30,9 @@ void wbuf_flush(struct wbuf *wb);
 /* From the owner's write callback: the output drained, go back to direct
  * writes. */
 void wbuf_written(struct wbuf *wb);
+/* Back-pressure: make sure the owner's write callback runs once the output
+ * has drained to LOW bytes, even if a direct write drains it at once (a
+ * plain bufferevent would then never call it). */
+void wbuf_notify_below(struct wbuf *wb, size_t low);
 /* W's deferred event: flush every queued wbuf. */
 void wbuf_flush_all(struct worker *w);

@@ -23,6 +23,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 #include <unistd.h>
 
 #define HIGH_WATER (1u << 20)
@@ -379,6 +380,37 @@ static void start_auth(struct client *c)
 	(void)proto_write_auth(out, 10, mechs, sizeof(mechs));
 }
 
+/* Startup parameters become SETs on whichever server serves the client.
+ * Names must be plain identifiers; role and session_authorization are
+ * refused: they change who the session is, and RESET ALL does not undo
+ * them. */
+static int check_params(struct client *c)
+{
+	for (int i = 0; i < c->sp.nparams; i++) {
+		const char *n = c->sp.params[i].name;
+		bool ok = n[0] != '\0';
+		for (const char *p = n; *p && ok; p++)
+			ok = (*p >= 'a' && *p <= 'z') || (*p >= 'A' && *p <= 'Z') ||
+			     (*p >= '0' && *p <= '9') || *p == '_' || *p == '.';
+		char q[128];
+		if (!ok) {
+			log_info("protocol_error", "addr=%s reason=bad_parameter_name name=%s", c->addr,
+				 log_quote(q, sizeof(q), n));
+			client_close(c, "42704", "bad_parameter",
+				     "unrecognized configuration parameter \"%s\"", n);
+			return -1;
+		}
+		if (strcasecmp(n, "role") == 0 || strcasecmp(n, "session_authorization") == 0) {
+			client_close(c, "0A000", "unsupported_parameter",
+				     "pgmux: parameter \"%s\" cannot be set at connect time through a "
+				     "pooler; connect as that user instead",
+				     n);
+			return -1;
+		}
+	}
+	return 0;
+}
+
 static void handle_startup(struct client *c, const uint8_t *data, size_t len)
 {
 	const struct config *cfg = pool_config();
@@ -415,6 +447,8 @@ static void handle_startup(struct client *c, const uint8_t *data, size_t len)
 						    c->sp.npq_opts);
 		c->login->negotiated = true;
 	}
+	if (check_params(c) < 0)
+		return;
 	const struct config_db *db = config_find_db(cfg, c->sp.database);
 	if (!db) {
 		log_warn("client_login_failed", "db=%s user=%s addr=%s sqlstate=3D000", cdb(c),
@@ -569,10 +603,12 @@ static void start_waiting(struct client *c)
 	client_set_state(c, CL_WAITING);
 	c->wait_start_ms = conn_now_ms();
 	rbuf_stop(&c->rb);
-	if (!c->timer)
+	if (!c->timer) {
 		c->timer = evtimer_new(c->worker->base, borrow_timeout_cb, c);
-	else
+	} else {
+		event_del(c->timer); /* never re-assign a pending event */
 		event_assign(c->timer, c->worker->base, -1, 0, borrow_timeout_cb, c);
+	}
 	if (cfg->connection_borrow_timeout > 0) {
 		struct timeval tv = {cfg->connection_borrow_timeout, 0};
 		evtimer_add(c->timer, &tv);
@@ -644,6 +680,7 @@ static void apply_backpressure(struct client *c, struct server *s)
 	if (evbuffer_get_length(bufferevent_get_output(s->bev)) > HIGH_WATER) {
 		rbuf_stop(&c->rb);
 		bufferevent_setwatermark(s->bev, EV_WRITE, LOW_WATER, 0);
+		wbuf_notify_below(&s->wb, LOW_WATER);
 	}
 }
 
@@ -675,8 +712,13 @@ void client_forward(struct client *c)
 			break;
 		if (c->stream_left) {
 			size_t n = avail < c->stream_left ? avail : c->stream_left;
-			evbuffer_remove_buffer(in, sout, n);
+			if (c->discard_stream)
+				evbuffer_drain(in, n);
+			else
+				evbuffer_remove_buffer(in, sout, n);
 			c->stream_left -= (uint32_t)n;
+			if (c->stream_left == 0)
+				c->discard_stream = false;
 			continue;
 		}
 		uint8_t hdr[PROTO_HEADER_LEN];
@@ -697,6 +739,25 @@ void client_forward(struct client *c)
 		}
 		c->last_active_ms = conn_now_ms();
 		size_t total = 1 + (size_t)h.len;
+		bool copy_msg = h.type == 'd' || h.type == 'c' || h.type == 'f';
+		if (copy_msg && !s->server_in_copy) {
+			/* copy data after the backend left copy mode (it failed): the
+			 * backend would ignore it, so it never goes out, and nothing is
+			 * left in flight when the copy ends */
+			if (h.type != 'd' && avail < total)
+				break; /* CopyDone/CopyFail are acted on whole */
+			size_t n = avail < total ? avail : total;
+			evbuffer_drain(in, n);
+			c->stream_left = (uint32_t)(total - n);
+			c->discard_stream = c->stream_left > 0;
+			if (h.type != 'd')
+				server_note_client_msg(s, h.type);
+			if (h.type != 'd' && server_maybe_release(s, false)) {
+				kick(c);
+				return;
+			}
+			continue;
+		}
 		size_t n = avail < total ? avail : total;
 		evbuffer_remove_buffer(in, sout, n);
 		c->stream_left = (uint32_t)(total - n);
@@ -792,6 +853,8 @@ static void client_event_cb(struct bufferevent *bev, short what, void *arg)
 
 void client_cancel_local(struct client *c)
 {
+	if (c->server)
+		return; /* its own server is connecting: it will run the query, cancel then */
 	/* find the end of the first Query or Sync the client is waiting on */
 	struct evbuffer *in = bufferevent_get_input(c->bev);
 	size_t avail = evbuffer_get_length(in), off = 0;

@@ -47,7 +47,7 @@ enum server_state {
 enum server_after {
 	AFTER_LINK,    /* param sync done: start forwarding the client's messages */
 	AFTER_RELEASE, /* reset or rollback done: back to the pool */
-	AFTER_LOGIN,   /* first connection of a client's login: finish it */
+	AFTER_DISCARD, /* rollback done in session mode: DISCARD ALL next, then the pool */
 };
 
 /* One request that will be answered by ReadyForQuery (Query, Sync,
@@ -121,6 +121,9 @@ struct server {
 	uint64_t last_client_id;     /* id of the last client linked (identity only) */
 	bool dirty_params;           /* a reported parameter changed under a client: resync */
 	bool copy_open;              /* between CopyInResponse and the client's CopyDone/Fail */
+	bool copy_extended;          /* that copy was started by Execute: a Sync must follow it */
+	bool server_in_copy;         /* the backend is in copy-in mode (CopyInResponse seen, no
+				      * CommandComplete or ErrorResponse yet) */
 	uint64_t copy_start_seq;     /* sync points after this seq and before CopyDone get no Z */
 	bool ext_open;               /* extended-protocol messages sent since the last Sync */
 	uint64_t seq;                /* client messages forwarded on this link */

@@ -121,6 +121,12 @@ static void server_free(struct server *s)
 {
 	rbuf_detach(&s->rb);
 	wbuf_detach(&s->wb);
+	if (s->fd < 0 && s->bev) {
+		/* connect failed before on_connected: the socket libevent made is ours */
+		evutil_socket_t fd = bufferevent_getfd(s->bev);
+		if (fd >= 0)
+			close(fd);
+	}
 	if (s->bev)
 		bufferevent_free(s->bev);
 	if (s->fd >= 0)
@@ -160,7 +166,12 @@ void server_close(struct server *s, const char *reason)
 	TAILQ_INSERT_TAIL(&pw->reap_servers, s, reap_entry);
 	schedule_deferred(s->worker);
 	pool_slot_free(s->pool);
-	if (c) {
+	if (c && s->stream_left > 0) {
+		/* half a message went to the client: an ErrorResponse now would be
+		 * read as the rest of it; just close */
+		c->server = NULL;
+		client_close(c, NULL, "server_lost", "server connection lost: %s", reason);
+	} else if (c) {
 		c->server = NULL;
 		if (was == SV_CONNECTING)
 			client_close(c, "08006", "server_connect_failed",
@@ -309,6 +320,7 @@ static void login_done(struct server *s)
 	if (c) {
 		s->client = NULL;
 		c->server = NULL;
+		server_set_state(s, SV_RESERVED);
 		client_use_server(c, s);
 	} else {
 		queue_release(s);
@@ -549,6 +561,15 @@ static bool params_in_sync(const struct server *s, const struct client *c)
 static int build_sync_sql(struct server *s, struct client *c, struct evbuffer *sql)
 {
 	int changes = 0;
+	/* per-name RESETs first, from what was applied before: RESET ALL skips
+	 * parameters marked GUC_NO_RESET_ALL */
+	for (int i = 0; i < s->applied.n; i++) {
+		const char *n = s->applied.v[i].name;
+		if (kvlist_get(&c->params, n) || !param_name_ok(n))
+			continue;
+		evbuffer_add_printf(sql, "RESET \"%s\";", n);
+		changes++;
+	}
 	bool reset_all = s->dirty_params && s->last_client_id != c->id;
 	if (reset_all) {
 		evbuffer_add_printf(sql, "RESET ALL;");
@@ -573,13 +594,6 @@ static int build_sync_sql(struct server *s, struct client *c, struct evbuffer *s
 	}
 	if (!first)
 		evbuffer_add(sql, ";", 1);
-	for (int i = 0; i < s->applied.n; i++) {
-		const char *n = s->applied.v[i].name;
-		if (kvlist_get(&c->params, n) || !param_name_ok(n))
-			continue;
-		evbuffer_add_printf(sql, "RESET \"%s\";", n);
-		changes++;
-	}
 	return changes;
 }
 
@@ -624,6 +638,7 @@ void server_link(struct server *s, struct client *c)
 	s->seq = 0;
 	s->ext_open = false;
 	s->copy_open = false;
+	s->server_in_copy = false;
 	rbuf_start(&s->rb);
 	if (params_in_sync(s, c)) {
 		link_ready(s, c);
@@ -685,9 +700,9 @@ static void unlink_client(struct server *s)
 
 bool server_maybe_release(struct server *s, bool force)
 {
-	if (s->state != SV_ACTIVE || !at_boundary(s))
-		return false;
 	struct client *c = s->client;
+	if (s->state != SV_ACTIVE || !at_boundary(s) || (c && c->stream_left > 0))
+		return false;
 	bool session = pool_config()->pool_mode == POOL_MODE_SESSION;
 	if (session && !force && !(c && c->closing_after_txn))
 		return false;
@@ -718,6 +733,12 @@ void server_client_gone(struct server *s)
 		s->after = AFTER_RELEASE;
 		return;
 	}
+	if (s->state == SV_RESERVED) {
+		/* handed to the client, never used: clean */
+		unlink_client(s);
+		queue_release(s);
+		return;
+	}
 	if (s->state != SV_ACTIVE) {
 		unlink_client(s);
 		return;
@@ -729,7 +750,8 @@ void server_client_gone(struct server *s)
 	unlink_client(s);
 	if (idle_in_txn) {
 		/* BEGIN ... and gone: roll back before anyone else gets it */
-		if (start_internal(s, "ROLLBACK", AFTER_RELEASE) < 0)
+		bool session = pool_config()->pool_mode == POOL_MODE_SESSION;
+		if (start_internal(s, "ROLLBACK", session ? AFTER_DISCARD : AFTER_RELEASE) < 0)
 			server_close(s, "out_of_memory");
 		return;
 	}
@@ -758,6 +780,9 @@ void server_note_client_msg(struct server *s, char type)
 		if (s->copy_open) {
 			syncq_drop_copy_syncs(&s->syncs, s->copy_start_seq);
 			s->copy_open = false;
+			/* after an Execute-started copy the backend waits for a Sync */
+			if (s->copy_extended)
+				s->ext_open = true;
 		}
 		break;
 	default:
@@ -812,6 +837,7 @@ static int handle_active_msg(struct server *s, const struct proto_header *h, uin
 		return 0;
 	}
 	case 'E': {
+		s->server_in_copy = false;
 		const char *sev = proto_error_field(body, blen, 'V');
 		if (!sev)
 			sev = proto_error_field(body, blen, 'S');
@@ -828,10 +854,16 @@ static int handle_active_msg(struct server *s, const struct proto_header *h, uin
 	case 'G': {
 		struct sync_entry *head = syncq_head(&s->syncs);
 		s->copy_open = true;
-		s->copy_start_seq = head && head->kind == 'Q' ? head->seq : 0;
+		s->server_in_copy = true;
+		s->copy_extended = !(head && head->kind == 'Q');
+		s->copy_start_seq = s->copy_extended ? 0 : head->seq;
 		forward_bytes(s, in, 1 + h->len);
 		return 0;
 	}
+	case 'C':
+		s->server_in_copy = false;
+		forward_bytes(s, in, 1 + h->len);
+		return 0;
 	default:
 		forward_bytes(s, in, 1 + h->len);
 		return 0;
@@ -852,6 +884,13 @@ static void internal_done(struct server *s)
 	}
 	if (s->after == AFTER_LINK && c) {
 		link_ready(s, c);
+		return;
+	}
+	if (s->after == AFTER_DISCARD) {
+		kvlist_clear(&s->applied);
+		s->dirty_params = false;
+		if (start_internal(s, "DISCARD ALL", AFTER_RELEASE) < 0)
+			server_close(s, "out_of_memory");
 		return;
 	}
 	unlink_client(s);
@@ -888,7 +927,7 @@ static bool wants_whole(enum server_state st, char type)
 {
 	if (st != SV_ACTIVE)
 		return true;
-	return type == 'Z' || type == 'S' || type == 'E' || type == 'G';
+	return type == 'Z' || type == 'S' || type == 'E' || type == 'G' || type == 'C';
 }
 
 static void apply_backpressure(struct server *s)
@@ -899,6 +938,7 @@ static void apply_backpressure(struct server *s)
 	if (evbuffer_get_length(bufferevent_get_output(c->bev)) > HIGH_WATER) {
 		rbuf_stop(&s->rb);
 		bufferevent_setwatermark(c->bev, EV_WRITE, LOW_WATER, 0);
+		wbuf_notify_below(&c->wb, LOW_WATER);
 	}
 }
 
