@@ -28,6 +28,7 @@
 
 #define HIGH_WATER (1u << 20)
 #define LOW_WATER (256u << 10)
+#define WAIT_INPUT_MAX (64u << 10) /* input buffered from a client waiting for a server */
 
 enum login_phase {
 	LG_STARTUP,    /* waiting for the startup packet */
@@ -602,7 +603,8 @@ static void start_waiting(struct client *c)
 	const struct config *cfg = pool_config();
 	client_set_state(c, CL_WAITING);
 	c->wait_start_ms = conn_now_ms();
-	rbuf_stop(&c->rb);
+	/* reading goes on, so a client that leaves while queued is noticed; a
+	 * client that keeps sending is paused in client_read_cb */
 	if (!c->timer) {
 		c->timer = evtimer_new(c->worker->base, borrow_timeout_cb, c);
 	} else {
@@ -819,7 +821,8 @@ static void client_read_cb(struct bufferevent *bev, void *arg)
 		client_forward(c);
 		break;
 	case CL_WAITING:
-		rbuf_stop(&c->rb);
+		if (evbuffer_get_length(bufferevent_get_input(bev)) > WAIT_INPUT_MAX)
+			rbuf_stop(&c->rb); /* resumed when a server is linked */
 		break;
 	case CL_CLOSING:
 		break;
