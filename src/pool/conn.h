@@ -118,6 +118,7 @@ struct server {
 	char txn;                    /* status byte of the last ReadyForQuery */
 	bool logged_in;              /* ReadyForQuery after login seen */
 	bool dead;                   /* EOF or error seen while not linked: drop at next take */
+	bool drain_then_release;     /* released with output still queued: release once written */
 	uint64_t last_client_id;     /* id of the last client linked (identity only) */
 	bool dirty_params;           /* a reported parameter changed under a client: resync */
 	bool copy_open;              /* between CopyInResponse and the client's CopyDone/Fail */

@@ -1006,6 +1006,14 @@ static void server_write_cb(struct bufferevent *bev, void *arg)
 {
 	struct server *s = arg;
 	wbuf_written(&s->wb);
+	if (s->drain_then_release && s->state == SV_RELEASING &&
+	    evbuffer_get_length(bufferevent_get_output(bev)) == 0) {
+		s->drain_then_release = false;
+		struct pool_worker *pw = s->worker->ctx;
+		TAILQ_INSERT_TAIL(&pw->releasing, s, reap_entry);
+		schedule_deferred(s->worker);
+		return;
+	}
 	/* the server drained: let its client send more */
 	if (s->state == SV_ACTIVE && s->client)
 		client_resume(s->client);
@@ -1032,6 +1040,8 @@ static void server_event_cb(struct bufferevent *bev, short what, void *arg)
 		} else if (s->state == SV_IDLE) {
 			if (pool_claim_idle(s->pool, s))
 				server_close(s, why);
+		} else if (s->state == SV_RELEASING && s->drain_then_release) {
+			server_close(s, why); /* in no list while its output drains */
 		} else if (s->state == SV_RELEASING || s->state == SV_RESERVED) {
 			s->dead = true; /* whoever takes it next drops it */
 		} else {
@@ -1109,6 +1119,15 @@ void server_run_deferred(struct worker *w)
 	struct server *s;
 	while ((s = TAILQ_FIRST(&pw->releasing)) != NULL) {
 		TAILQ_REMOVE(&pw->releasing, s, reap_entry);
+		if (s->bev && evbuffer_get_length(bufferevent_get_output(s->bev)) > 0) {
+			/* copy data the backend will ignore is still queued (a COPY that
+			 * failed): the next client's bytes must not follow half of it, nor
+			 * may a hand-over to another worker drop it */
+			s->drain_then_release = true;
+			bufferevent_setwatermark(s->bev, EV_WRITE, 0, 0);
+			bufferevent_enable(s->bev, EV_WRITE);
+			continue;
+		}
 		uint64_t age = conn_now_ms() - s->created_ms;
 		if (cfg->server_lifetime > 0 && age >= (uint64_t)cfg->server_lifetime * 1000) {
 			server_destroy(s, "server_lifetime");
