@@ -7,33 +7,32 @@
 #include <event2/buffer.h>
 #include <event2/bufferevent.h>
 #include <event2/event.h>
-#include <sys/uio.h>
+#include <sys/socket.h>
 
-#define READ_CHUNK 32768 /* large enough for COPY and big rows, small enough to keep idle memory low */
+#define READ_CHUNK 32768 /* one read: large enough for COPY and big rows */
 
 static void read_cb(evutil_socket_t fd, short what, void *arg)
 {
 	struct rbuf *rb = arg;
 	struct evbuffer *in = bufferevent_get_input(rb->bev);
-	struct evbuffer_iovec v[2];
-	/* a socket bufferevent keeps its input's end frozen outside its own read
-	 * handler; thaw it for this read, as that handler does */
-	evbuffer_unfreeze(in, 0);
-	int nv = evbuffer_reserve_space(in, READ_CHUNK, v, 2);
-	ssize_t r = nv > 0 ? readv(fd, (struct iovec *)v, nv) : -1;
+	/* read into the stack and append: evbuffer_reserve_space would allocate
+	 * (and, once drained, free) a READ_CHUNK chain per read, and freeing that
+	 * in a worker thread's malloc arena trims it with madvise every time */
+	char buf[READ_CHUNK];
+	ssize_t r = recv(fd, buf, sizeof(buf), 0);
 	int err = errno;
 	if (r > 0) {
-		size_t left = (size_t)r;
-		int used = 0;
-		for (; used < nv && left > 0; used++) {
-			if (v[used].iov_len > left)
-				v[used].iov_len = left;
-			left -= v[used].iov_len;
+		/* a socket bufferevent keeps its input's end frozen outside its own
+		 * read handler; thaw it for this append, as that handler does */
+		evbuffer_unfreeze(in, 0);
+		int rc = evbuffer_add(in, buf, (size_t)r);
+		evbuffer_freeze(in, 0);
+		if (rc < 0) {
+			rbuf_stop(rb);
+			errno = ENOMEM;
+			rb->event_cb(rb->bev, BEV_EVENT_READING | BEV_EVENT_ERROR, rb->arg);
+			return;
 		}
-		evbuffer_commit_space(in, v, used);
-	}
-	evbuffer_freeze(in, 0);
-	if (r > 0) {
 		rb->read_cb(rb->bev, rb->arg);
 		return;
 	}

@@ -2,7 +2,7 @@
  * asks the kernel how much is readable before every read: one extra system
  * call per message, and system calls are most of a pooler's cost. With an
  * rbuf, the bufferevent's own EV_READ stays off; a persistent read event of
- * ours reads straight into its input buffer (one readv) and calls the
+ * ours reads into its input buffer (one recv) and calls the
  * owner's read or event callback, with the bufferevent's signatures. */
 #pragma once
 
