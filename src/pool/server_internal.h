@@ -1,0 +1,33 @@
+/* Internal to server.c and server_login.c: the server functions both halves
+ * use. Not for other modules; they use pool/server.h. */
+#pragma once
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "pool/conn.h"
+
+struct bufferevent;
+struct pool;
+struct worker;
+
+void server_set_state(struct server *s, enum server_state st);
+/* Run W's deferred work (release, reap) at the end of this loop turn. */
+void schedule_deferred(struct worker *w);
+struct server *server_new(struct pool *p, struct worker *w);
+/* Close the socket and free; no pool accounting. */
+void server_free(struct server *s);
+/* Done with its client: back to the pool at the end of this loop turn. */
+void queue_release(struct server *s);
+
+/* bufferevent callbacks of a server connection */
+void server_read_cb(struct bufferevent *bev, void *arg);
+void server_write_cb(struct bufferevent *bev, void *arg);
+void server_event_cb(struct bufferevent *bev, short what, void *arg);
+
+/* Login half (server_login.c). */
+void login_fail(struct server *s, const char *sqlstate, const char *msg);
+/* A whole message during login. Returns -1 if the server was closed. */
+int handle_login_msg(struct server *s, char type, const uint8_t *body, size_t len);
+/* TCP connected: send the startup packet. */
+void on_connected(struct server *s);
