@@ -12,19 +12,26 @@ from test_pooling import table_name
 from test_protocol import describe_msgs, direct
 
 
+def start_extended_copy(pgmux, prefix):
+    """pool_size=1, a fresh table, and a raw client that has sent
+    P B E S for COPY FROM STDIN and received CopyInResponse."""
+    mux = pgmux(pool_size=1)
+    tbl = table_name(prefix)
+    with mux.connect() as c:
+        c.execute("CREATE TABLE %s (id int PRIMARY KEY)" % tbl)
+    w, _ = mux.wire_login(timeout=10)
+    w.send(pgwire.parse("", "COPY %s FROM STDIN" % tbl) + pgwire.bind() +
+           pgwire.execute() + pgwire.sync())
+    w.expect("1", "2", "G")
+    return mux, tbl, w
+
+
 def test_extended_copy_in_holds_server_until_sync(pg, pgmux):
     # P B E S, then CopyData, CopyDone, Sync (what libpq's PQexecParams does):
     # the Sync after Execute is read in copy mode and gets no ReadyForQuery;
     # the server must stay linked until the second Sync is answered.
-    mux = pgmux(pool_size=1)
-    tbl = table_name("xcopy")
-    with mux.connect() as c:
-        c.execute("CREATE TABLE %s (id int PRIMARY KEY)" % tbl)
-    w, _ = mux.wire_login(timeout=10)
+    mux, tbl, w = start_extended_copy(pgmux, "xcopy")
     try:
-        w.send(pgwire.parse("", "COPY %s FROM STDIN" % tbl) + pgwire.bind() +
-               pgwire.execute() + pgwire.sync())
-        w.expect("1", "2", "G")
         rows = b"".join(b"%d\n" % i for i in range(1000))
         w.send(pgwire.copy_data(rows) + pgwire.copy_done())
         time.sleep(0.3)  # a second client now competes for the only server
@@ -53,15 +60,8 @@ def test_extended_copy_in_holds_server_until_sync(pg, pgmux):
 def test_extended_copy_error_then_next_client(pg, pgmux):
     # the copy fails mid-stream; late CopyData and CopyDone are dropped, the
     # Sync ends it, and the next client gets a clean server
-    mux = pgmux(pool_size=1)
-    tbl = table_name("xcopyerr")
-    with mux.connect() as c:
-        c.execute("CREATE TABLE %s (id int PRIMARY KEY)" % tbl)
-    w, _ = mux.wire_login(timeout=10)
+    mux, tbl, w = start_extended_copy(pgmux, "xcopyerr")
     try:
-        w.send(pgwire.parse("", "COPY %s FROM STDIN" % tbl) + pgwire.bind() +
-               pgwire.execute() + pgwire.sync())
-        w.expect("1", "2", "G")
         w.send(pgwire.copy_data(b"1\n1\n"))
         for _ in range(20):
             w.try_send(pgwire.copy_data(b"5\n" * 1000))
