@@ -18,7 +18,10 @@
 #include <event2/bufferevent.h>
 #include <event2/event.h>
 #include <openssl/crypto.h>
+#include <openssl/evp.h>
+#include <openssl/hmac.h>
 #include <openssl/rand.h>
+#include <pthread.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -329,6 +332,39 @@ static void auth_failed(struct client *c)
 		     cuser(c));
 }
 
+/* Key for made-up SCRAM salts, random to this process. */
+static unsigned char mock_key[32];
+static bool mock_key_ok;
+static pthread_once_t mock_key_once = PTHREAD_ONCE_INIT;
+
+static void mock_key_init(void)
+{
+	mock_key_ok = RAND_bytes(mock_key, sizeof(mock_key)) == 1;
+}
+
+/* A made-up SCRAM secret for a user the auth_file does not know, as
+ * PostgreSQL does: the salt is derived from the user name and a key random to
+ * this process, so asking twice shows the same salt (a fresh random salt per
+ * attempt would tell that the user does not exist); the keys are random, so
+ * no proof matches. Returns 0 / -1. */
+static int mock_scram_secret(const char *user, struct scram_secret *out)
+{
+	memset(out, 0, sizeof(*out));
+	pthread_once(&mock_key_once, mock_key_init);
+	unsigned char mac[EVP_MAX_MD_SIZE];
+	unsigned int maclen = 0;
+	if (!mock_key_ok ||
+	    !HMAC(EVP_sha256(), mock_key, sizeof(mock_key), (const unsigned char *)user,
+		  strlen(user), mac, &maclen) ||
+	    RAND_bytes(out->stored_key, SCRAM_KEY_LEN) != 1 ||
+	    RAND_bytes(out->server_key, SCRAM_KEY_LEN) != 1)
+		return -1;
+	out->salt_len = 16;
+	memcpy(out->salt, mac, out->salt_len);
+	out->iterations = SCRAM_DEFAULT_ITERATIONS;
+	return 0;
+}
+
 static void start_auth(struct client *c)
 {
 	const struct config *cfg = pool_config();
@@ -367,11 +403,15 @@ static void start_auth(struct client *c)
 		return;
 	}
 	const struct scram_secret *ss = NULL;
+	struct scram_secret mock;
 	if (sec && sec->kind == SECRET_SCRAM)
 		ss = &sec->scram;
 	else if (sec)
 		ss = pool_client_scram_secret(c->pool);
-	l->scram = scram_server_new(ss); /* NULL secret: a mock exchange that fails */
+	else if (mock_scram_secret(c->sp.user, &mock) == 0)
+		ss = &mock; /* unknown user: same salt every time, a proof that never matches */
+	l->scram = scram_server_new(ss);
+	OPENSSL_cleanse(&mock, sizeof(mock));
 	if (!l->scram) {
 		client_close(c, "53200", "out_of_memory", "pgmux: out of memory");
 		return;

@@ -172,3 +172,25 @@ def test_login_parameter_status_and_backend_key(mux):
         pid, key = res.backend_key
         assert pid != 0 or key != 0
         assert c.check_query("SELECT current_setting('application_name')").scalar() == "basic-test"
+
+
+def test_unknown_user_scram_salt_is_stable(pgmux):
+    """An unknown user gets a made-up SCRAM salt that stays the same across
+    attempts, like a real user's, so the salt does not tell who exists."""
+    mux = pgmux(auth_type="scram-sha-256")
+
+    def salt_for(user):
+        scram = pgwire.ScramClient("whatever-pw")
+        with pytest.raises(pgwire.PgError) as ei:
+            mux.wire_login(user=user, password="whatever-pw", scram_client=scram)
+        assert ei.value.sqlstate == "28P01", ei.value.fields
+        attrs = dict(kv.split("=", 1) for kv in scram.server_first.split(","))
+        return attrs["s"], attrs["i"]
+
+    ghost = [salt_for("ghost") for _ in range(3)]
+    assert ghost[0] == ghost[1] == ghost[2]
+    assert ghost[0] != salt_for("ghost2")
+    real = [salt_for("app") for _ in range(2)]  # wrong password, known user
+    assert real[0] == real[1]
+    assert ghost[0][1] == real[0][1]  # same iteration count as a real secret
+    mux.assert_serves()
