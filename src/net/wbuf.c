@@ -1,6 +1,7 @@
 /* Direct writes. See wbuf.h. */
 #include "net/wbuf.h"
 
+#include "net/rbuf.h"
 #include "net/worker.h"
 
 #include <errno.h>
@@ -95,10 +96,15 @@ void wbuf_flush(struct wbuf *wb)
 	}
 }
 
-void wbuf_notify_below(struct wbuf *wb, size_t low)
+bool wbuf_pause_reader(struct wbuf *dst, struct rbuf *src)
 {
-	wb->notify = true;
-	wb->notify_below = low;
+	if (evbuffer_get_length(bufferevent_get_output(dst->bev)) <= WBUF_HIGH_WATER)
+		return false;
+	rbuf_stop(src);
+	bufferevent_setwatermark(dst->bev, EV_WRITE, WBUF_LOW_WATER, 0);
+	dst->notify = true;
+	dst->notify_below = WBUF_LOW_WATER;
+	return true;
 }
 
 void wbuf_written(struct wbuf *wb)

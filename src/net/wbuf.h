@@ -30,9 +30,16 @@ void wbuf_flush(struct wbuf *wb);
 /* From the owner's write callback: the output drained, go back to direct
  * writes. */
 void wbuf_written(struct wbuf *wb);
-/* Back-pressure: make sure the owner's write callback runs once the output
- * has drained to LOW bytes, even if a direct write drains it at once (a
- * plain bufferevent would then never call it). */
-void wbuf_notify_below(struct wbuf *wb, size_t low);
+#define WBUF_HIGH_WATER (1u << 20)  /* pause the producer past 1 MiB queued */
+#define WBUF_LOW_WATER (256u << 10) /* resume it once drained to 256 KiB */
+
+struct rbuf;
+
+/* Back-pressure: if DST has more than WBUF_HIGH_WATER bytes queued, stop
+ * reading SRC, and make sure DST's owner's write callback runs once the
+ * output has drained to WBUF_LOW_WATER, even if a direct write drains it at
+ * once (a plain bufferevent would then never call it); that callback resumes
+ * SRC. Returns true if SRC was paused. */
+bool wbuf_pause_reader(struct wbuf *dst, struct rbuf *src);
 /* W's deferred event: flush every queued wbuf. */
 void wbuf_flush_all(struct worker *w);

@@ -29,8 +29,6 @@
 #include <strings.h>
 #include <unistd.h>
 
-#define HIGH_WATER (1u << 20)
-#define LOW_WATER (256u << 10)
 #define WAIT_INPUT_MAX (64u << 10) /* input buffered from a client waiting for a server */
 
 enum login_phase {
@@ -127,7 +125,6 @@ static void client_free(struct client *c)
 	free(c);
 }
 
-void client_reap_all(struct worker *w);
 void client_reap_all(struct worker *w)
 {
 	struct pool_worker *pw = w->ctx;
@@ -717,15 +714,6 @@ void client_on_wake(struct worker *w)
 
 /* ---- data path: client -> server ---- */
 
-static void apply_backpressure(struct client *c, struct server *s)
-{
-	if (evbuffer_get_length(bufferevent_get_output(s->bev)) > HIGH_WATER) {
-		rbuf_stop(&c->rb);
-		bufferevent_setwatermark(s->bev, EV_WRITE, LOW_WATER, 0);
-		wbuf_notify_below(&s->wb, LOW_WATER);
-	}
-}
-
 void client_resume(struct client *c)
 {
 	if (c->state == CL_ACTIVE || c->state == CL_IDLE) {
@@ -813,7 +801,7 @@ void client_forward(struct client *c)
 		}
 	}
 	if (c->server && c->state == CL_ACTIVE)
-		apply_backpressure(c, c->server);
+		(void)wbuf_pause_reader(&c->server->wb, &c->rb);
 }
 
 /* Peek at the next message to decide whether it needs a server. */

@@ -37,6 +37,8 @@ void client_on_tick(struct worker *w);
 /* Stop accepting-side work on W: close idle clients with 57P01, mark the
  * others to close at the end of their transaction. Worker thread. */
 void client_shutdown_worker(struct worker *w);
+/* W's deferred work: free the clients finalized on W. */
+void client_reap_all(struct worker *w);
 /* Number of clients across all workers. */
 int client_count(void);
 

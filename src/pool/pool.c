@@ -10,13 +10,11 @@
 
 #include <event2/event.h>
 
-#include <errno.h>
 #include <openssl/crypto.h>
 #include <openssl/rand.h>
 #include <pthread.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/socket.h>
 #include <time.h>
 
 struct pool {
@@ -444,8 +442,6 @@ void pool_janitor(struct worker *w)
 	for (struct pool *p = first; p; p = p->next)
 		janitor_pool(p, w, now);
 }
-
-void client_reap_all(struct worker *w);
 
 static void deferred_cb(struct worker *w)
 {

@@ -28,8 +28,6 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
-#define HIGH_WATER (1u << 20) /* pause the reading side past 1 MiB queued */
-#define LOW_WATER (256u << 10)
 
 
 static const char *state_name(enum server_state st)
@@ -689,13 +687,8 @@ static bool wants_whole(enum server_state st, char type)
 static void apply_backpressure(struct server *s)
 {
 	struct client *c = s->client;
-	if (!c || s->state != SV_ACTIVE)
-		return;
-	if (evbuffer_get_length(bufferevent_get_output(c->bev)) > HIGH_WATER) {
-		rbuf_stop(&s->rb);
-		bufferevent_setwatermark(c->bev, EV_WRITE, LOW_WATER, 0);
-		wbuf_notify_below(&c->wb, LOW_WATER);
-	}
+	if (c && s->state == SV_ACTIVE)
+		(void)wbuf_pause_reader(&c->wb, &s->rb);
 }
 
 void server_read_cb(struct bufferevent *bev, void *arg)
