@@ -34,6 +34,7 @@
 #define DB_NAME_MAX 63        /* bytes in a [database.NAME] name */
 #define WORKERS_MAX 256       /* event-loop threads */
 #define POOL_SIZE_MAX 10000   /* server connections per pool */
+#define PREPARED_MAX 100000   /* named prepared statements kept per server connection */
 #define TIMEOUT_MAX 2147483   /* seconds: the value in ms still fits an int */
 #define ECHO_MAX 64           /* bytes of a name or value quoted in a message */
 #define ECHO_PATH_MAX 512     /* bytes of a path quoted in a message */
@@ -42,12 +43,15 @@
 static const char *const pool_mode_names[] = { "transaction", "session", NULL };
 static const char *const auth_type_names[] = { "scram-sha-256", "md5", "trust", NULL };
 static const char *const log_level_names[] = { "error", "warn", "info", "debug", NULL };
+static const char *const session_pinning_names[] = { "allow", "deny", NULL };
 
 _Static_assert(POOL_MODE_TRANSACTION == 0 && POOL_MODE_SESSION == 1, "pool_mode_names");
 _Static_assert(AUTH_SCRAM_SHA_256 == 0 && AUTH_MD5 == 1 && AUTH_TRUST == 2, "auth_type_names");
 _Static_assert(LOG_ERROR == 0 && LOG_WARN == 1 && LOG_INFO == 2 && LOG_DEBUG == 3,
 	       "log_level_names");
-_Static_assert(sizeof(enum pool_mode) == sizeof(int) && sizeof(enum auth_type) == sizeof(int),
+_Static_assert(PINNING_ALLOW == 0 && PINNING_DENY == 1, "session_pinning_names");
+_Static_assert(sizeof(enum pool_mode) == sizeof(int) && sizeof(enum auth_type) == sizeof(int) &&
+		       sizeof(enum session_pinning) == sizeof(int),
 	       "enum options are stored through an int pointer");
 
 enum opt_type {
@@ -61,7 +65,8 @@ enum opt_type {
 enum opt_default {
 	DEFAULT_VALUE,   /* def_int or def_str */
 	DEFAULT_NONE,    /* stays NULL (auth_file) */
-	DEFAULT_GLOBAL,  /* [database.*] only: the int field of struct config at def_global */
+	DEFAULT_GLOBAL,  /* [database.*] only: the int or enum field of struct config at
+			  * def_global, of the same type as the option */
 	DEFAULT_DB_NAME, /* [database.*] only: the section's NAME */
 };
 
@@ -102,6 +107,11 @@ struct opt {
 #define D_INHERIT(f, lo, hi, g)                                                         \
 	{ .name = #f, .type = OPT_INT, .offset = offsetof(struct config_db, f), .min = lo, \
 	  .max = hi, .def = DEFAULT_GLOBAL, .def_global = offsetof(struct config, g) }
+/* The [pgmux] key of the same name, which must be a G_ENUM of the same names,
+ * is the default. */
+#define D_ENUM_INHERIT(f, names)                                                   \
+	{ .name = #f, .type = OPT_ENUM, .offset = offsetof(struct config_db, f),      \
+	  .def = DEFAULT_GLOBAL, .def_global = offsetof(struct config, f), .choices = names }
 
 /* [pgmux] */
 static const struct opt global_opts[] = {
@@ -109,12 +119,14 @@ static const struct opt global_opts[] = {
 	G_INT(listen_port, 1, 65535, 6432),
 	G_INT(workers, 0, WORKERS_MAX, 0),
 	G_ENUM(pool_mode, pool_mode_names, POOL_MODE_TRANSACTION),
+	G_ENUM(session_pinning, session_pinning_names, PINNING_ALLOW),
 	G_ENUM(auth_type, auth_type_names, AUTH_SCRAM_SHA_256),
 	G_PATH(auth_file),
 	G_INT(max_client_conn, 1, 1000000, 10000),
 	G_INT(default_pool_size, 1, POOL_SIZE_MAX, 20),
 	G_INT(min_pool_size, 0, POOL_SIZE_MAX, 0),
 	G_INT(connection_borrow_timeout, 0, TIMEOUT_MAX, 120),
+	G_INT(max_prepared_statements, 1, PREPARED_MAX, 200),
 	G_INT(idle_client_timeout, 0, TIMEOUT_MAX, 1800),
 	G_INT(server_idle_timeout, 0, TIMEOUT_MAX, 600),
 	G_INT(server_lifetime, 0, TIMEOUT_MAX, 3600),
@@ -131,6 +143,7 @@ static const struct opt db_opts[] = {
 	D_NAME(dbname),
 	D_INHERIT(pool_size, 1, POOL_SIZE_MAX, default_pool_size),
 	D_INHERIT(min_pool_size, 0, POOL_SIZE_MAX, min_pool_size),
+	D_ENUM_INHERIT(session_pinning, session_pinning_names),
 };
 
 #define N_GLOBAL_OPTS (sizeof(global_opts) / sizeof(global_opts[0]))
@@ -612,9 +625,9 @@ static int apply_db_defaults(struct parser *p)
 
 			if (s->line && !s->bad)
 				continue;
-			if (o->type == OPT_INT && o->def == DEFAULT_GLOBAL)
+			if (o->def == DEFAULT_GLOBAL)
 				*int_field(db, o) = *(int *)((char *)p->cfg + o->def_global);
-			else if (o->type == OPT_INT)
+			else if (o->type == OPT_INT || o->type == OPT_ENUM)
 				*int_field(db, o) = o->def_int;
 			else if (!*str_field(db, o) && !(*str_field(db, o) = xstrdup(p, str)))
 				return -1;
@@ -851,5 +864,12 @@ const char *config_auth_type_name(enum auth_type t)
 {
 	return (unsigned)t < sizeof(auth_type_names) / sizeof(auth_type_names[0]) - 1
 		       ? auth_type_names[t]
+		       : "unknown";
+}
+
+const char *config_session_pinning_name(enum session_pinning s)
+{
+	return (unsigned)s < sizeof(session_pinning_names) / sizeof(session_pinning_names[0]) - 1
+		       ? session_pinning_names[s]
 		       : "unknown";
 }

@@ -9,6 +9,15 @@
 
 enum pool_mode { POOL_MODE_TRANSACTION, POOL_MODE_SESSION };
 enum auth_type { AUTH_SCRAM_SHA_256, AUTH_MD5, AUTH_TRUST };
+/* What transaction pooling does with a statement that leaves session state
+ * pgmux cannot move to another server connection (SQL PREPARE, temp
+ * objects, session advisory locks, LISTEN, WITH HOLD cursors, LOAD,
+ * SET ROLE, set_config(..., false), a query it cannot analyse). No effect
+ * in session pool_mode. */
+enum session_pinning {
+	PINNING_ALLOW, /* run it and pin the client to its server connection */
+	PINNING_DENY,  /* refuse it with SQLSTATE 0A000; the client keeps multiplexing */
+};
 
 /* One [database.NAME] section. */
 struct config_db {
@@ -18,6 +27,7 @@ struct config_db {
 	char *dbname;        /* owned: database name on the server; default: name */
 	int pool_size;       /* server connections cap per user; default: default_pool_size */
 	int min_pool_size;   /* connections kept open per user; default: min_pool_size */
+	enum session_pinning session_pinning; /* default: session_pinning of [pgmux] */
 	int line;            /* line of the section header, for messages */
 };
 
@@ -29,12 +39,16 @@ struct config {
 	int listen_port;               /* default 6432 */
 	int workers;                   /* event-loop threads; 0 in the file = one per CPU (resolved) */
 	enum pool_mode pool_mode;      /* default transaction */
+	enum session_pinning session_pinning; /* default allow; per database unless overridden */
 	enum auth_type auth_type;      /* default scram-sha-256 */
 	char *auth_file;               /* owned: resolved against the config's directory; NULL if unset */
 	int max_client_conn;           /* default 10000 */
 	int default_pool_size;         /* default 20 */
 	int min_pool_size;             /* default 0 */
 	int connection_borrow_timeout; /* seconds; default 120 */
+	int max_prepared_statements;   /* per server connection, how many distinct named prepared
+					* statements pgmux keeps prepared; least recently used
+					* ones are closed beyond it. 1..100000; default 200 */
 	int idle_client_timeout;       /* seconds; default 1800; 0 = never */
 	int server_idle_timeout;       /* seconds; default 600; 0 = never */
 	int server_lifetime;           /* seconds; default 3600; 0 = never */
@@ -66,3 +80,5 @@ const struct config_db *config_find_db(const struct config *cfg, const char *nam
 
 const char *config_pool_mode_name(enum pool_mode m);
 const char *config_auth_type_name(enum auth_type t);
+/* "allow" or "deny" ("unknown" if out of range), as written in the file. */
+const char *config_session_pinning_name(enum session_pinning s);

@@ -81,3 +81,15 @@ void kvlist_clear(struct kvlist *l)
 	l->v = NULL;
 	l->n = l->cap = 0;
 }
+
+bool kvlist_equal(const struct kvlist *a, const struct kvlist *b)
+{
+	if (a->n != b->n)
+		return false;
+	for (int i = 0; i < a->n; i++) {
+		const char *v = kvlist_get(b, a->v[i].name);
+		if (!v || strcmp(v, a->v[i].value) != 0)
+			return false;
+	}
+	return true;
+}

@@ -25,3 +25,5 @@ void kvlist_del(struct kvlist *l, const char *name);
 /* Replace DST's contents with a copy of SRC. Returns 0 / -1. */
 int kvlist_copy(struct kvlist *dst, const struct kvlist *src) __attribute__((warn_unused_result));
 void kvlist_clear(struct kvlist *l);
+/* Same names with the same values, in any order. */
+bool kvlist_equal(const struct kvlist *a, const struct kvlist *b);

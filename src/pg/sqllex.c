@@ -609,6 +609,7 @@ static void set_value(const char *sql, const struct stmt *st, int i, struct sqll
 		return;
 	if ((size_t)i + 1 == st->ntok && is_string(&st->head[i])) {
 		tok_text(sql, &st->head[i], &b);
+		o->value_literal = true;
 	} else {
 		for (k = st->head[i].start; k < st->end; k++)
 			sb_putc(&b, (unsigned char)sql[k]);
@@ -825,6 +826,7 @@ int sqllex_classify(const char *sql, size_t len, struct sqllex_result *out)
 
 	out->n = 0;
 	out->too_many = false;
+	out->kinds = 0;
 	do {
 		r = scan_stmt(sql, &lx, &st);
 		if (r < 0)
@@ -832,10 +834,15 @@ int sqllex_classify(const char *sql, size_t len, struct sqllex_result *out)
 		if (st.ntok == 0)
 			continue;
 		if (out->n == SQLLEX_MAX_STMTS) {
-			out->too_many = true; /* keep scanning: a later error still counts */
+			/* keep scanning: a later error still counts, and so do kinds */
+			struct sqllex_stmt extra;
+			out->too_many = true;
+			classify(sql, &st, &extra);
+			out->kinds |= 1u << extra.kind;
 			continue;
 		}
-		classify(sql, &st, &out->stmts[out->n++]);
+		classify(sql, &st, &out->stmts[out->n]);
+		out->kinds |= 1u << out->stmts[out->n++].kind;
 	} while (r == 1);
 	return 0;
 }

@@ -69,6 +69,8 @@ struct sqllex_stmt {
 	char value[256];       /* SET value as text (quotes removed for a single string
 				* literal; a list like 'a', b kept as written) */
 	bool value_truncated;  /* value did not fit and was cut */
+	bool value_literal;    /* value was one string literal (its quotes removed); otherwise
+				* it is the SQL text as written */
 };
 
 #define SQLLEX_MAX_STMTS 64
@@ -77,8 +79,9 @@ struct sqllex_result {
 	struct sqllex_stmt stmts[SQLLEX_MAX_STMTS]; /* the first statements, in order */
 	int n;                                      /* statements found (empty ones between
 						     * ;; are skipped) */
-	bool too_many; /* more than SQLLEX_MAX_STMTS statements: the caller must treat the
-			* query as untrackable */
+	bool too_many; /* more than SQLLEX_MAX_STMTS statements: only the first are in
+			* stmts, but kinds covers them all */
+	unsigned kinds; /* bit (1u << kind) set for every kind seen, in all statements */
 };
 
 /* Classify every statement of SQL (LEN bytes, need not be NUL-terminated).

@@ -141,7 +141,7 @@ static void run_cancel(evutil_socket_t fd, short what, void *arg)
 	if (!c || c->worker != worker_current())
 		return;
 	if (c->state == CL_ACTIVE && c->server && c->server->state == SV_ACTIVE &&
-	    (c->server->syncs.count > 0 || c->server->ext_open))
+	    (c->server->reqs.count > 0 || c->server->ext_open))
 		server_send_cancel(c->server);
 	else if (c->state == CL_WAITING)
 		client_cancel_local(c);

@@ -9,6 +9,8 @@
 #include "pg/scram.h"
 #include "pg/startup.h"
 #include "pool/cancel.h"
+#include "pool/frontend.h"
+#include "pool/session.h"
 #include "pool/conn.h"
 #include "pool/pool.h"
 #include "pool/server.h"
@@ -122,6 +124,7 @@ static void client_free(struct client *c)
 	startup_cleanup(&c->sp);
 	kvlist_clear(&c->params);
 	kvlist_clear(&c->view);
+	session_client_free(c);
 	free(c);
 }
 
@@ -734,7 +737,9 @@ void client_forward(struct client *c)
 			return;
 		}
 	}
-	while (c->state == CL_ACTIVE && c->server && c->server->state == SV_ACTIVE) {
+	bool txn_mode = pool_config()->pool_mode == POOL_MODE_TRANSACTION;
+	while (c->state == CL_ACTIVE && c->server && c->server->state == SV_ACTIVE &&
+	       !c->server->retry_armed) {
 		struct server *s = c->server;
 		struct evbuffer *sout = bufferevent_get_output(s->bev);
 		size_t avail = evbuffer_get_length(in);
@@ -788,6 +793,16 @@ void client_forward(struct client *c)
 			}
 			continue;
 		}
+		if (txn_mode && frontend_wants(h.type)) {
+			enum fe_result fr = frontend_message(c, s, &h, avail);
+			if (fr == FE_WAIT)
+				break;
+			if (fr == FE_CLOSED)
+				return;
+			continue;
+		}
+		if (txn_mode)
+			frontend_capture(s, h.type, in, total);
 		size_t n = avail < total ? avail : total;
 		evbuffer_remove_buffer(in, sout, n);
 		c->stream_left = (uint32_t)(total - n);

@@ -8,10 +8,12 @@
  * Fields marked [pool lock] are only touched under the pool's mutex. */
 #pragma once
 
+#include "lib/hmap.h"
 #include "lib/kvlist.h"
 #include "net/rbuf.h"
 #include "net/wbuf.h"
 #include "pg/startup.h"
+#include "pool/pstmt.h"
 
 #include <stdbool.h>
 #include <stdint.h>
@@ -20,6 +22,7 @@
 
 struct bufferevent;
 struct event;
+struct evbuffer;
 struct pool;
 struct worker;
 struct scram_server;
@@ -50,17 +53,49 @@ enum server_after {
 	AFTER_DISCARD, /* rollback done in session mode: DISCARD ALL next, then the pool */
 };
 
-/* One request that will be answered by ReadyForQuery (Query, Sync,
- * FunctionCall), tagged with the client message number that sent it. */
-struct sync_entry {
-	uint64_t seq;
-	char kind;
+/* What happens to the reply of a queued request. */
+enum req_action {
+	REQ_FWD,  /* the server's reply goes to the client */
+	REQ_SKIP, /* pgmux sent it: its reply is dropped (errors still go through) */
+	REQ_FAKE, /* not sent: pgmux writes the reply when it reaches the head */
 };
 
-/* Ring buffer of outstanding sync points, oldest first. */
-struct syncq {
-	struct sync_entry *v; /* owned */
+/* What a REQ_FAKE entry says. */
+enum req_fake {
+	FAKE_PARSE_COMPLETE,
+	FAKE_CLOSE_COMPLETE,
+	FAKE_DEALLOCATE,     /* CommandComplete "DEALLOCATE" + ReadyForQuery */
+	FAKE_DEALLOCATE_ALL, /* CommandComplete "DEALLOCATE ALL" + ReadyForQuery */
+};
+
+/* One request sent to (or answered on behalf of) the server, in order: a
+ * reply pops the head (ParseComplete a 'P', BindComplete a 'B', CloseComplete
+ * a 'C', RowDescription/NoData a 'D', CommandComplete/EmptyQuery/
+ * PortalSuspended an 'E', ReadyForQuery an 'S', 'Q' or 'F'). */
+struct req {
+	uint64_t seq;          /* client message number; 0 for pgmux's own */
+	char type;             /* protocol message type */
+	uint8_t action;        /* enum req_action */
+	uint8_t fake;          /* enum req_fake (REQ_FAKE) */
+	struct sstmt *ss;      /* held: P: the statement it prepares on the server */
+	struct cstmt *cs;      /* held: client statement a P registered / a C removed */
+	uint64_t mark;         /* Q: server statement registrations when it was sent */
+};
+
+/* Ring buffer of outstanding requests, oldest first. */
+struct reqq {
+	struct req *v; /* owned */
 	uint32_t head, count, cap;
+};
+
+/* A session-state change from a client statement, kept until its
+ * transaction's outcome is known. */
+struct set_op {
+	uint64_t seq;          /* client message that carried it */
+	int kind;              /* enum sqllex_kind: SET, RESET, RESET_ALL, DISCARD_ALL,
+				* UNLISTEN (all), ADVISORY_UNLOCK_ALL, DEALLOCATE(_ALL) */
+	char *name;            /* owned; NULL if none */
+	char *value;           /* owned: SQL text of the value; NULL if none */
 };
 
 struct client {
@@ -91,6 +126,19 @@ struct client {
 	bool discard_stream;         /* drop (not forward) the rest of that message */
 	uint64_t last_active_ms;     /* for idle_client_timeout */
 	uint64_t wait_start_ms;      /* when it joined the wait queue */
+	/* transaction pooling: session state pgmux carries from server to server */
+	struct hmap stmts;           /* owned: name -> struct cstmt (named prepared statements) */
+	uint8_t *unnamed;            /* owned: body of its last Parse of the unnamed statement */
+	size_t unnamed_len;          /* 0: it has no unnamed statement */
+	size_t unnamed_cap;
+	uint64_t unnamed_gen;        /* bumped at each Parse of the unnamed statement */
+	struct kvlist sets;          /* owned: name -> SQL value of its committed SETs */
+	uint64_t sets_version;       /* bumped whenever sets changes */
+	struct set_op *ops;          /* owned: changes waiting for their transaction's end */
+	int nops, capops;
+	bool txn_failed;             /* an ErrorResponse since the last transaction end */
+	unsigned pins;               /* bitmask of enum pin_reason: pinned while nonzero */
+	struct kvlist sql_prepared;  /* owned: names of SQL-level PREPAREs (value unused) */
 	struct event *timer;         /* owned: login timeout / borrow timeout */
 	TAILQ_ENTRY(client) wait_entry;   /* [pool lock] pool's wait queue */
 	TAILQ_ENTRY(client) inbox_entry;  /* [inbox lock] worker inbox */
@@ -120,7 +168,19 @@ struct server {
 	bool dead;                   /* EOF or error seen while not linked: drop at next take */
 	bool drain_then_release;     /* released with output still queued: release once written */
 	uint64_t last_client_id;     /* id of the last client linked (identity only) */
-	bool dirty_params;           /* a reported parameter changed under a client: resync */
+	uint64_t synced_version;     /* that client's sets_version its state matches */
+	bool dirty_params;           /* a client changed settings: RESET ALL before another one */
+	struct kvlist applied_sets;  /* owned: client SETs pgmux replayed on it (name -> SQL) */
+	struct sstmt_reg stmts;      /* named statements prepared on it */
+	uint64_t unnamed_owner;      /* client id whose unnamed statement it holds; 0: none */
+	uint64_t unnamed_gen;        /* that client's unnamed_gen */
+	bool ext_failed;             /* an error in extended messages: the backend skips to Sync */
+	/* transparent retry of a segment that failed with 0A000 (stale plan) */
+	struct evbuffer *capture;    /* owned: client messages of the segment, as received */
+	int capture_state;           /* frontend.c: whether capture holds the segment */
+	uint64_t capture_seq;        /* client message number the capture starts with */
+	bool retry_armed;            /* error swallowed: replay capture after its ReadyForQuery */
+	bool retried;                /* this segment is a replay: no second retry */
 	bool copy_open;              /* between CopyInResponse and the client's CopyDone/Fail */
 	bool copy_extended;          /* that copy was started by Execute: a Sync must follow it */
 	bool server_in_copy;         /* the backend is in copy-in mode (CopyInResponse seen, no
@@ -128,8 +188,9 @@ struct server {
 	uint64_t copy_start_seq;     /* sync points after this seq and before CopyDone get no Z */
 	bool ext_open;               /* extended-protocol messages sent since the last Sync */
 	uint64_t seq;                /* client messages forwarded on this link */
-	struct syncq syncs;          /* outstanding sync points */
+	struct reqq reqs;            /* outstanding requests */
 	uint32_t stream_left;        /* body bytes of a server message still to forward */
+	bool stream_drop;            /* ...or to drop: the reply to a request of pgmux's own */
 	char internal_err[8];        /* SQLSTATE of an error during the internal query */
 	char internal_msg[256];      /* its message */
 	int cancels_in_flight;       /* forwarded cancels whose connection is still open */

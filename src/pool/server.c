@@ -13,7 +13,10 @@
 #include "pg/scram.h"
 #include "pool/client.h"
 #include "pool/conn.h"
+#include "pool/frontend.h"
 #include "pool/pool.h"
+#include "pool/requests.h"
+#include "pool/session.h"
 
 #include <errno.h>
 #include <netinet/in.h>
@@ -49,54 +52,6 @@ void schedule_deferred(struct worker *w)
 	worker_defer(w);
 }
 
-/* ---- sync-point queue ---- */
-
-static int syncq_push(struct syncq *q, uint64_t seq, char kind)
-{
-	if (q->count == q->cap) {
-		uint32_t cap = q->cap ? q->cap * 2 : 16;
-		struct sync_entry *v = malloc(cap * sizeof(*v));
-		if (!v)
-			return -1;
-		for (uint32_t i = 0; i < q->count; i++)
-			v[i] = q->v[(q->head + i) % q->cap];
-		free(q->v);
-		q->v = v;
-		q->head = 0;
-		q->cap = cap;
-	}
-	q->v[(q->head + q->count) % q->cap] = (struct sync_entry){seq, kind};
-	q->count++;
-	return 0;
-}
-
-static struct sync_entry *syncq_head(struct syncq *q)
-{
-	return q->count ? &q->v[q->head] : NULL;
-}
-
-static void syncq_pop(struct syncq *q)
-{
-	if (q->count) {
-		q->head = (q->head + 1) % q->cap;
-		q->count--;
-	}
-}
-
-/* Drop the Syncs the server reads while in copy-in mode: it answers none. */
-static void syncq_drop_copy_syncs(struct syncq *q, uint64_t after_seq)
-{
-	uint32_t kept = 0;
-	for (uint32_t i = 0; i < q->count; i++) {
-		struct sync_entry e = q->v[(q->head + i) % q->cap];
-		if (e.kind == 'S' && e.seq > after_seq)
-			continue;
-		q->v[(q->head + kept) % q->cap] = e;
-		kept++;
-	}
-	q->count = kept;
-}
-
 /* ---- lifecycle ---- */
 
 struct server *server_new(struct pool *p, struct worker *w)
@@ -109,6 +64,7 @@ struct server *server_new(struct pool *p, struct worker *w)
 	s->fd = -1;
 	s->txn = 'I';
 	s->created_ms = conn_now_ms();
+	sstmt_init(&s->stmts);
 	return s;
 }
 
@@ -131,7 +87,11 @@ void server_free(struct server *s)
 	scram_client_free(s->scram);
 	kvlist_clear(&s->reported);
 	kvlist_clear(&s->applied);
-	free(s->syncs.v);
+	kvlist_clear(&s->applied_sets);
+	req_clear(s);
+	sstmt_clear(&s->stmts);
+	if (s->capture)
+		evbuffer_free(s->capture);
 	free(s);
 }
 
@@ -270,92 +230,12 @@ static void idle_readable(struct server *s)
 
 /* ---- linking and parameters ---- */
 
-static bool param_name_ok(const char *n)
-{
-	for (; *n; n++)
-		if (!((*n >= 'a' && *n <= 'z') || (*n >= 'A' && *n <= 'Z') ||
-		      (*n >= '0' && *n <= '9') || *n == '_' || *n == '.'))
-			return false;
-	return true;
-}
-
-/* Append S as a SQL string literal (E'' is never needed: standard strings). */
-static void add_literal(struct evbuffer *b, const char *s)
-{
-	evbuffer_add(b, "'", 1);
-	for (const char *p = s; *p; p++) {
-		if (*p == '\'')
-			evbuffer_add(b, "''", 2);
-		else
-			evbuffer_add(b, p, 1);
-	}
-	evbuffer_add(b, "'", 1);
-}
-
-/* True if S already carries exactly C's session parameters (the common
- * case: no allocation on the hot path). */
-static bool params_in_sync(const struct server *s, const struct client *c)
-{
-	if (s->last_client_id == c->id)
-		return true; /* its own parameters, plus whatever it SET itself */
-	if (s->dirty_params)
-		return false;
-	if (s->applied.n != c->params.n)
-		return false;
-	for (int i = 0; i < c->params.n; i++) {
-		const char *cur = kvlist_get(&s->applied, c->params.v[i].name);
-		if (!cur || strcmp(cur, c->params.v[i].value) != 0)
-			return false;
-	}
-	return true;
-}
-
-/* Build the query that makes S's session parameters equal C's. Returns the
- * number of changes (0: nothing to do), or -1. */
-static int build_sync_sql(struct server *s, struct client *c, struct evbuffer *sql)
-{
-	int changes = 0;
-	/* per-name RESETs first, from what was applied before: RESET ALL skips
-	 * parameters marked GUC_NO_RESET_ALL */
-	for (int i = 0; i < s->applied.n; i++) {
-		const char *n = s->applied.v[i].name;
-		if (kvlist_get(&c->params, n) || !param_name_ok(n))
-			continue;
-		evbuffer_add_printf(sql, "RESET \"%s\";", n);
-		changes++;
-	}
-	bool reset_all = s->dirty_params && s->last_client_id != c->id;
-	if (reset_all) {
-		evbuffer_add_printf(sql, "RESET ALL;");
-		kvlist_clear(&s->applied);
-		changes++;
-	}
-	bool first = true;
-	for (int i = 0; i < c->params.n; i++) {
-		const struct kv *kv = &c->params.v[i];
-		const char *cur = kvlist_get(&s->applied, kv->name);
-		if (cur && strcmp(cur, kv->value) == 0)
-			continue;
-		if (!param_name_ok(kv->name))
-			return -1;
-		evbuffer_add_printf(sql, first ? "SELECT pg_catalog.set_config(" : ", pg_catalog.set_config(");
-		add_literal(sql, kv->name);
-		evbuffer_add(sql, ", ", 2);
-		add_literal(sql, kv->value);
-		evbuffer_add_printf(sql, ", false)");
-		first = false;
-		changes++;
-	}
-	if (!first)
-		evbuffer_add(sql, ";", 1);
-	return changes;
-}
-
 static int start_internal(struct server *s, const char *sql, enum server_after after)
 {
 	s->internal_err[0] = '\0';
 	s->internal_msg[0] = '\0';
 	s->after = after;
+	s->unnamed_owner = 0; /* a simple Query drops the unnamed statement */
 	server_set_state(s, SV_INTERNAL);
 	rbuf_start(&s->rb);
 	return proto_write_query(bufferevent_get_output(s->bev), sql);
@@ -391,15 +271,19 @@ void server_link(struct server *s, struct client *c)
 	c->link_gen++;
 	s->seq = 0;
 	s->ext_open = false;
+	s->ext_failed = false;
 	s->copy_open = false;
 	s->server_in_copy = false;
+	s->retry_armed = false;
+	s->retried = false;
+	s->capture_state = 0;
 	rbuf_start(&s->rb);
-	if (params_in_sync(s, c)) {
+	if (session_in_sync(s, c)) {
 		link_ready(s, c);
 		return;
 	}
 	struct evbuffer *sql = evbuffer_new();
-	int changes = sql ? build_sync_sql(s, c, sql) : -1;
+	int changes = sql ? session_build_sync(s, c, sql) : -1;
 	if (changes < 0) {
 		evbuffer_free(sql);
 		client_close(c, "08P01", "bad_parameter", "pgmux: invalid startup parameter name");
@@ -413,12 +297,6 @@ void server_link(struct server *s, struct client *c)
 	evbuffer_add(sql, "", 1);
 	const char *q = (const char *)evbuffer_pullup(sql, -1);
 	int rc = q ? start_internal(s, q, AFTER_LINK) : -1;
-	if (rc == 0) {
-		kvlist_clear(&s->applied);
-		if (kvlist_copy(&s->applied, &c->params) < 0)
-			rc = -1;
-		s->dirty_params = false;
-	}
 	evbuffer_free(sql);
 	if (rc < 0)
 		server_close(s, "out_of_memory");
@@ -428,7 +306,7 @@ void server_link(struct server *s, struct client *c)
 
 static bool at_boundary(const struct server *s)
 {
-	return s->syncs.count == 0 && !s->ext_open && !s->copy_open && s->txn == 'I' &&
+	return s->reqs.count == 0 && !s->ext_open && !s->copy_open && s->txn == 'I' &&
 	       s->cancels_in_flight == 0 && s->stream_left == 0;
 }
 
@@ -458,15 +336,19 @@ bool server_maybe_release(struct server *s, bool force)
 	if (s->state != SV_ACTIVE || !at_boundary(s) || (c && c->stream_left > 0))
 		return false;
 	bool session = pool_config()->pool_mode == POOL_MODE_SESSION;
-	if (session && !force && !(c && c->closing_after_txn))
+	unsigned pins = c ? c->pins : 0;
+	if ((session || pins) && !force && !(c && c->closing_after_txn))
 		return false;
 	unlink_client(s);
 	if (c && c->closing_after_txn)
 		client_close(c, "57P01", "shutdown", "pgmux is shutting down");
-	if (session) {
+	if (pins & (1u << PIN_LOAD)) {
+		server_close(s, "pinned_session_loaded_a_library"); /* LOAD cannot be undone */
+		return true;
+	}
+	if (session || pins) {
 		/* hand no session state on: reset everything the client did */
-		kvlist_clear(&s->applied);
-		s->dirty_params = false;
+		session_server_reset(s);
 		if (start_internal(s, "DISCARD ALL", AFTER_RELEASE) < 0)
 			server_close(s, "out_of_memory");
 		return true;
@@ -499,13 +381,15 @@ void server_client_gone(struct server *s)
 	}
 	if (server_maybe_release(s, true))
 		return;
-	bool idle_in_txn = s->syncs.count == 0 && !s->ext_open && !s->copy_open &&
+	bool idle_in_txn = s->reqs.count == 0 && !s->ext_open && !s->copy_open &&
 			   s->stream_left == 0 && s->cancels_in_flight == 0;
+	bool pinned = s->client && s->client->pins;
+	bool loaded = s->client && (s->client->pins & (1u << PIN_LOAD));
 	unlink_client(s);
-	if (idle_in_txn) {
+	if (idle_in_txn && !loaded) {
 		/* BEGIN ... and gone: roll back before anyone else gets it */
 		bool session = pool_config()->pool_mode == POOL_MODE_SESSION;
-		if (start_internal(s, "ROLLBACK", session ? AFTER_DISCARD : AFTER_RELEASE) < 0)
+		if (start_internal(s, "ROLLBACK", session || pinned ? AFTER_DISCARD : AFTER_RELEASE) < 0)
 			server_close(s, "out_of_memory");
 		return;
 	}
@@ -515,24 +399,28 @@ void server_client_gone(struct server *s)
 void server_note_client_msg(struct server *s, char type)
 {
 	s->seq++;
+	struct req r = {.seq = s->seq, .type = type, .action = REQ_FWD, .mark = s->stmts.counter};
 	switch (type) {
-	case 'Q':
-	case 'F':
-		if (syncq_push(&s->syncs, s->seq, type) < 0)
-			server_close(s, "out_of_memory");
-		break;
 	case 'S':
 		s->ext_open = false;
-		if (syncq_push(&s->syncs, s->seq, type) < 0)
+		/* fall through */
+	case 'Q':
+	case 'F':
+		if (req_push(s, &r) < 0)
 			server_close(s, "out_of_memory");
 		break;
-	case 'P': case 'B': case 'D': case 'E': case 'C': case 'H':
+	case 'P': case 'B': case 'D': case 'E': case 'C':
+		s->ext_open = true;
+		if (req_push(s, &r) < 0)
+			server_close(s, "out_of_memory");
+		break;
+	case 'H':
 		s->ext_open = true;
 		break;
 	case 'c':
 	case 'f':
 		if (s->copy_open) {
-			syncq_drop_copy_syncs(&s->syncs, s->copy_start_seq);
+			req_drop_copy_syncs(s, s->copy_start_seq);
 			s->copy_open = false;
 			/* after an Execute-started copy the backend waits for a Sync */
 			if (s->copy_extended)
@@ -555,22 +443,58 @@ static void forward_bytes(struct server *s, struct evbuffer *in, size_t n)
 		evbuffer_drain(in, n);
 }
 
+/* CommandComplete TAG answered the head request: what it means for the
+ * session records. */
+static void note_command_tag(struct server *s, const char *tag)
+{
+	struct client *c = s->client;
+	struct req *r = req_head(s);
+	uint64_t mark = r ? r->mark : s->stmts.counter;
+	if (c && r && strcmp(tag, "COMMIT") == 0)
+		session_txn_end(c, s, r->seq, true);
+	else if (c && r && strcmp(tag, "ROLLBACK") == 0)
+		session_txn_end(c, s, r->seq, false);
+	else if (strcmp(tag, "DEALLOCATE ALL") == 0)
+		sstmt_forget_upto(&s->stmts, mark); /* not what was prepared after it */
+	else if (strcmp(tag, "DISCARD ALL") == 0) {
+		sstmt_forget_upto(&s->stmts, mark);
+		kvlist_clear(&s->applied);
+		kvlist_clear(&s->applied_sets);
+		s->last_client_id = 0; /* the client's own parameters are gone too */
+	}
+}
+
 /* A whole message of interest while linked. Returns -1 if S was closed or
  * released (stop reading). */
 static int handle_active_msg(struct server *s, const struct proto_header *h, uint8_t *msg)
 {
 	const uint8_t *body = msg + PROTO_HEADER_LEN;
 	size_t blen = h->len - 4;
+	size_t total = 1 + h->len;
 	struct evbuffer *in = bufferevent_get_input(s->bev);
+	struct client *c = s->client;
 	switch (h->type) {
 	case 'Z': {
-		if (blen != 1 || s->syncs.count == 0) {
+		struct req *r = req_head(s);
+		if (blen != 1 || !r || (r->type != 'S' && r->type != 'Q' && r->type != 'F')) {
 			server_close(s, "unexpected_ready_for_query");
 			return -1;
 		}
 		s->txn = (char)body[0];
-		syncq_pop(&s->syncs);
-		forward_bytes(s, in, 1 + h->len);
+		uint64_t seq = r->seq;
+		req_pop(s);
+		if (c && s->txn == 'I')
+			session_txn_end(c, s, seq, true);
+		if (s->retry_armed) {
+			/* the failed try ends here: the client sees only the retry */
+			evbuffer_drain(in, total);
+			frontend_replay(s);
+			if (s->state != SV_ACTIVE)
+				return -1;
+		} else {
+			forward_bytes(s, in, total);
+		}
+		req_emit_fakes(s);
 		if (server_maybe_release(s, false))
 			return -1;
 		return 0;
@@ -581,13 +505,13 @@ static int handle_active_msg(struct server *s, const struct proto_header *h, uin
 		const char *n = proto_get_str(&r), *v = proto_get_str(&r);
 		if (n && v) {
 			if (kvlist_set(&s->reported, n, v) < 0 ||
-			    (s->client && kvlist_set(&s->client->view, n, v) < 0)) {
+			    (c && kvlist_set(&c->view, n, v) < 0)) {
 				server_close(s, "out_of_memory");
 				return -1;
 			}
 			s->dirty_params = true;
 		}
-		forward_bytes(s, in, 1 + h->len);
+		forward_bytes(s, in, total);
 		return 0;
 	}
 	case 'E': {
@@ -602,24 +526,58 @@ static int handle_active_msg(struct server *s, const struct proto_header *h, uin
 			server_close(s, why);
 			return -1;
 		}
-		forward_bytes(s, in, 1 + h->len);
+		struct req *r = req_head(s);
+		bool swallow = false;
+		if (r && r->type != 'Q' && r->type != 'F' && r->type != 'S') {
+			/* an extended-protocol request failed: the backend skips to Sync */
+			const char *code = proto_error_field(body, blen, 'C');
+			const char *routine = proto_error_field(body, blen, 'R');
+			if (r->type == 'B' && r->ss && code && strcmp(code, "0A000") == 0 && routine &&
+			    strcmp(routine, "RevalidateCachedQuery") == 0)
+				swallow = frontend_stale_plan(s, r);
+			req_error(s);
+		}
+		if (swallow) {
+			evbuffer_drain(in, total);
+		} else {
+			if (c)
+				session_error(c);
+			forward_bytes(s, in, total);
+		}
+		req_emit_fakes(s);
 		return 0;
 	}
 	case 'G': {
-		struct sync_entry *head = syncq_head(&s->syncs);
+		struct req *head = req_head(s);
 		s->copy_open = true;
 		s->server_in_copy = true;
-		s->copy_extended = !(head && head->kind == 'Q');
-		s->copy_start_seq = s->copy_extended ? 0 : head->seq;
-		forward_bytes(s, in, 1 + h->len);
+		s->copy_extended = !(head && head->type == 'Q');
+		s->copy_start_seq = head ? head->seq : 0;
+		forward_bytes(s, in, total);
 		return 0;
 	}
-	case 'C':
+	case 'C': {
 		s->server_in_copy = false;
-		forward_bytes(s, in, 1 + h->len);
+		if (blen > 0 && body[blen - 1] == '\0')
+			note_command_tag(s, (const char *)body);
+		struct req *r = req_head(s);
+		bool fwd = true;
+		if (r && r->type == 'E') {
+			fwd = r->action != REQ_SKIP;
+			req_pop(s);
+		} else if (!r || r->type != 'Q') {
+			server_close(s, "unexpected_command_complete");
+			return -1;
+		}
+		if (fwd)
+			forward_bytes(s, in, total);
+		else
+			evbuffer_drain(in, total);
+		req_emit_fakes(s);
 		return 0;
+	}
 	default:
-		forward_bytes(s, in, 1 + h->len);
+		forward_bytes(s, in, total);
 		return 0;
 	}
 }
@@ -641,8 +599,7 @@ static void internal_done(struct server *s)
 		return;
 	}
 	if (s->after == AFTER_DISCARD) {
-		kvlist_clear(&s->applied);
-		s->dirty_params = false;
+		session_server_reset(s);
 		if (start_internal(s, "DISCARD ALL", AFTER_RELEASE) < 0)
 			server_close(s, "out_of_memory");
 		return;
@@ -707,8 +664,13 @@ void server_read_cb(struct bufferevent *bev, void *arg)
 			if (avail == 0)
 				break;
 			size_t n = avail < s->stream_left ? avail : s->stream_left;
-			forward_bytes(s, in, n);
+			if (s->stream_drop)
+				evbuffer_drain(in, n);
+			else
+				forward_bytes(s, in, n);
 			s->stream_left -= (uint32_t)n;
+			if (s->stream_left == 0)
+				req_emit_fakes(s);
 			continue;
 		}
 		if (avail < PROTO_HEADER_LEN)
@@ -722,9 +684,20 @@ void server_read_cb(struct bufferevent *bev, void *arg)
 		}
 		size_t total = 1 + (size_t)h.len;
 		if (!wants_whole(s->state, h.type)) {
+			int fwd = req_reply(s, h.type);
+			if (fwd < 0) {
+				server_close(s, "unexpected_reply");
+				return;
+			}
 			size_t n = avail < total ? avail : total;
-			forward_bytes(s, in, n);
+			s->stream_drop = fwd == 0;
+			if (s->stream_drop)
+				evbuffer_drain(in, n);
+			else
+				forward_bytes(s, in, n);
 			s->stream_left = (uint32_t)(total - n);
+			if (s->stream_left == 0)
+				req_emit_fakes(s);
 			continue;
 		}
 		if (avail < total)

@@ -97,10 +97,12 @@ static void assert_global_defaults(const struct config *cfg)
 	ck_assert_int_eq(cfg->listen_port, 6432);
 	ck_assert_int_eq(cfg->workers, expected_workers());
 	ck_assert_int_eq(cfg->pool_mode, POOL_MODE_TRANSACTION);
+	ck_assert_int_eq(cfg->session_pinning, PINNING_ALLOW);
 	ck_assert_int_eq(cfg->max_client_conn, 10000);
 	ck_assert_int_eq(cfg->default_pool_size, 20);
 	ck_assert_int_eq(cfg->min_pool_size, 0);
 	ck_assert_int_eq(cfg->connection_borrow_timeout, 120);
+	ck_assert_int_eq(cfg->max_prepared_statements, 200);
 	ck_assert_int_eq(cfg->idle_client_timeout, 1800);
 	ck_assert_int_eq(cfg->server_idle_timeout, 600);
 	ck_assert_int_eq(cfg->server_lifetime, 3600);
@@ -123,12 +125,14 @@ START_TEST(test_valid_full)
 	ck_assert_int_eq(cfg->listen_port, 7432);
 	ck_assert_int_eq(cfg->workers, 3);
 	ck_assert_int_eq(cfg->pool_mode, POOL_MODE_SESSION);
+	ck_assert_int_eq(cfg->session_pinning, PINNING_DENY);
 	ck_assert_int_eq(cfg->auth_type, AUTH_MD5);
 	ck_assert_str_eq(cfg->auth_file, users);
 	ck_assert_int_eq(cfg->max_client_conn, 500);
 	ck_assert_int_eq(cfg->default_pool_size, 30);
 	ck_assert_int_eq(cfg->min_pool_size, 2);
 	ck_assert_int_eq(cfg->connection_borrow_timeout, 60);
+	ck_assert_int_eq(cfg->max_prepared_statements, 500);
 	ck_assert_int_eq(cfg->idle_client_timeout, 0);
 	ck_assert_int_eq(cfg->server_idle_timeout, 300);
 	ck_assert_int_eq(cfg->server_lifetime, 7200);
@@ -146,9 +150,11 @@ START_TEST(test_valid_full)
 	ck_assert_str_eq(db->dbname, "app_production");
 	ck_assert_int_eq(db->pool_size, 40);
 	ck_assert_int_eq(db->min_pool_size, 4);
-	ck_assert_int_eq(db->line, 21);
+	ck_assert_int_eq(db->session_pinning, PINNING_ALLOW);
+	ck_assert_int_eq(db->line, 23);
 
-	/* An empty section takes the defaults, pool sizes from [pgmux]. */
+	/* An empty section takes the defaults, pool sizes and session_pinning
+	 * from [pgmux]. */
 	db = config_find_db(cfg, "reports");
 	ck_assert_ptr_eq(db, &cfg->dbs[1]);
 	ck_assert_str_eq(db->host, "127.0.0.1");
@@ -156,7 +162,8 @@ START_TEST(test_valid_full)
 	ck_assert_str_eq(db->dbname, "reports");
 	ck_assert_int_eq(db->pool_size, 30);
 	ck_assert_int_eq(db->min_pool_size, 2);
-	ck_assert_int_eq(db->line, 28);
+	ck_assert_int_eq(db->session_pinning, PINNING_DENY);
+	ck_assert_int_eq(db->line, 31);
 
 	ck_assert_ptr_null(config_find_db(cfg, "nope"));
 	ck_assert_ptr_null(config_find_db(cfg, "APPDB"));
@@ -182,6 +189,7 @@ START_TEST(test_minimal_defaults)
 	ck_assert_str_eq(db->dbname, "app");
 	ck_assert_int_eq(db->pool_size, 20);
 	ck_assert_int_eq(db->min_pool_size, 0);
+	ck_assert_int_eq(db->session_pinning, PINNING_ALLOW);
 	ck_assert_int_eq(db->line, 4);
 	config_unref(cfg);
 }
@@ -212,6 +220,59 @@ START_TEST(test_inline_comments)
 	ck_assert_str_eq(db->host, "db1");
 	ck_assert_str_eq(db->dbname, "app#1;v2");
 	ck_assert_int_eq(db->port, 6000);
+	config_unref(cfg);
+}
+END_TEST
+
+/* session_pinning in [pgmux] is the default of every [database.NAME]
+ * section that does not set its own, in both directions. */
+START_TEST(test_session_pinning_global_deny)
+{
+	struct config *cfg = load_ok("pinning_global_deny.ini");
+	const struct config_db *db;
+
+	ck_assert_int_eq(cfg->session_pinning, PINNING_DENY);
+	db = config_find_db(cfg, "inherits");
+	ck_assert_ptr_nonnull(db);
+	ck_assert_int_eq(db->session_pinning, PINNING_DENY);
+	db = config_find_db(cfg, "allows");
+	ck_assert_ptr_nonnull(db);
+	ck_assert_int_eq(db->session_pinning, PINNING_ALLOW);
+	config_unref(cfg);
+}
+END_TEST
+
+START_TEST(test_session_pinning_db_deny)
+{
+	struct config *cfg = load_ok("pinning_db_deny.ini");
+	const struct config_db *db;
+
+	ck_assert_int_eq(cfg->session_pinning, PINNING_ALLOW);
+	db = config_find_db(cfg, "denies");
+	ck_assert_ptr_nonnull(db);
+	ck_assert_int_eq(db->session_pinning, PINNING_DENY); /* "Deny": case-insensitive */
+	db = config_find_db(cfg, "inherits");
+	ck_assert_ptr_nonnull(db);
+	ck_assert_int_eq(db->session_pinning, PINNING_ALLOW);
+	ck_assert_int_eq(db->port, 5433);
+	config_unref(cfg);
+}
+END_TEST
+
+/* The ends of max_prepared_statements' range are accepted. */
+static const struct {
+	const char *ini; /* fixture */
+	int value;       /* max_prepared_statements it sets */
+} prepared_cases[] = {
+	{ "prepared_min.ini", 1 },
+	{ "prepared_max.ini", 100000 },
+};
+
+START_TEST(test_max_prepared_statements_bounds)
+{
+	struct config *cfg = load_ok(prepared_cases[_i].ini);
+
+	ck_assert_int_eq(cfg->max_prepared_statements, prepared_cases[_i].value);
 	config_unref(cfg);
 }
 END_TEST
@@ -268,6 +329,13 @@ static const struct {
 	{ "bad_pool_mode.ini", 3, "pool_mode: invalid value 'statement' (accepted: transaction, session)" },
 	{ "bad_auth_type.ini", 2, "auth_type: invalid value 'password' (accepted: scram-sha-256, md5, trust)" },
 	{ "bad_log_level.ini", 3, "log_level: invalid value 'verbose' (accepted: error, warn, info, debug)" },
+	{ "bad_session_pinning.ini", 3, "session_pinning: invalid value 'pin' (accepted: allow, deny)" },
+	{ "bad_session_pinning_db.ini", 6, "session_pinning: invalid value 'never' (accepted: allow, deny)" },
+	{ "bad_session_pinning_empty.ini", 5, "session_pinning: missing value" },
+	{ "bad_prepared_zero.ini", 3, "max_prepared_statements: 0 is out of range (1..100000)" },
+	{ "bad_prepared_high.ini", 3, "max_prepared_statements: 100001 is out of range (1..100000)" },
+	{ "bad_prepared_int.ini", 3, "max_prepared_statements: '200k' is not an integer" },
+	{ "bad_prepared_db.ini", 5, "unknown key 'max_prepared_statements' in [database.app]" },
 	{ "bad_dup_key.ini", 4, "duplicate key 'listen_port' in [pgmux] (first set at line 3)" },
 	{ "bad_dup_db_key.ini", 6, "duplicate key 'port' in [database.app] (first set at line 5)" },
 	{ "bad_dup_db.ini", 7, "duplicate section [database.app] (first at line 4)" },
@@ -382,6 +450,7 @@ START_TEST(test_sample_config)
 	ck_assert_str_eq(db->dbname, "appdb");
 	ck_assert_int_eq(db->pool_size, 20);
 	ck_assert_int_eq(db->min_pool_size, 0);
+	ck_assert_int_eq(db->session_pinning, PINNING_ALLOW);
 	config_unref(cfg);
 }
 END_TEST
@@ -565,6 +634,10 @@ START_TEST(test_names)
 	ck_assert_str_eq(config_auth_type_name(AUTH_SCRAM_SHA_256), "scram-sha-256");
 	ck_assert_str_eq(config_auth_type_name(AUTH_MD5), "md5");
 	ck_assert_str_eq(config_auth_type_name(AUTH_TRUST), "trust");
+	ck_assert_str_eq(config_session_pinning_name(PINNING_ALLOW), "allow");
+	ck_assert_str_eq(config_session_pinning_name(PINNING_DENY), "deny");
+	ck_assert_str_eq(config_session_pinning_name((enum session_pinning)2), "unknown");
+	ck_assert_str_eq(config_session_pinning_name((enum session_pinning)-1), "unknown");
 }
 END_TEST
 
@@ -580,6 +653,10 @@ static Suite *config_suite(void)
 	tcase_add_test(tc, test_minimal_defaults);
 	tcase_add_test(tc, test_trust_without_auth_file);
 	tcase_add_test(tc, test_inline_comments);
+	tcase_add_test(tc, test_session_pinning_global_deny);
+	tcase_add_test(tc, test_session_pinning_db_deny);
+	tcase_add_loop_test(tc, test_max_prepared_statements_bounds, 0,
+			    (int)(sizeof(prepared_cases) / sizeof(prepared_cases[0])));
 	tcase_add_loop_test(tc, test_relative_auth_file, 0,
 			    (int)(sizeof(relative_cases) / sizeof(relative_cases[0])));
 	tcase_add_test(tc, test_sample_config);

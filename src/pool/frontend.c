@@ -1,0 +1,615 @@
+/* Client messages in transaction pooling. See frontend.h. */
+#include "pool/frontend.h"
+
+#include "core/config.h"
+#include "core/log.h"
+#include "pg/proto.h"
+#include "pg/sqllex.h"
+#include "pool/client.h"
+#include "pool/conn.h"
+#include "pool/pool.h"
+#include "pool/pstmt.h"
+#include "pool/requests.h"
+#include "pool/server.h"
+#include "pool/session.h"
+
+#include <arpa/inet.h>
+#include <event2/buffer.h>
+#include <event2/bufferevent.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#define BIND_WHOLE_MAX (64 * 1024)  /* larger Binds are streamed after their names */
+#define BIND_PREFIX_MAX 8192        /* the names must fit in this much */
+#define CAPTURE_MAX (64 * 1024)     /* segments kept for a retry */
+
+enum { CAP_OFF, CAP_OPEN, CAP_DONE };
+
+/* ---- writing to the server ---- */
+
+/* Append a message of TYPE whose body is the concatenation of N parts. */
+static int write_msg(struct evbuffer *out, char type, int n, const void *const *parts,
+		     const size_t *lens)
+{
+	size_t len = 4;
+	for (int i = 0; i < n; i++)
+		len += lens[i];
+	uint8_t hdr[5];
+	uint32_t nl = htonl((uint32_t)len);
+	hdr[0] = (uint8_t)type;
+	memcpy(hdr + 1, &nl, 4);
+	if (evbuffer_expand(out, len + 1) < 0 || evbuffer_add(out, hdr, 5) < 0)
+		return -1;
+	for (int i = 0; i < n; i++)
+		if (lens[i] && evbuffer_add(out, parts[i], lens[i]) < 0)
+			return -1;
+	return 0;
+}
+
+static struct evbuffer *sout(struct server *s)
+{
+	return bufferevent_get_output(s->bev);
+}
+
+static int push(struct server *s, uint64_t seq, char type, enum req_action action,
+		struct sstmt *ss, struct cstmt *cs)
+{
+	struct req r = {.seq = seq, .type = type, .action = (uint8_t)action, .ss = ss, .cs = cs,
+			.mark = s->stmts.counter};
+	return req_push(s, &r);
+}
+
+static int push_fake(struct server *s, uint64_t seq, char type, enum req_fake fake,
+		     struct cstmt *cs)
+{
+	struct req r = {.seq = seq, .type = type, .action = REQ_FAKE, .fake = (uint8_t)fake,
+			.cs = cs, .mark = s->stmts.counter};
+	return req_push(s, &r);
+}
+
+/* Raise SQLSTATE / MSG on the server itself, where the client's message
+ * would have been processed: an unnamed DO block that raises it. The
+ * backend then skips to Sync and reports the transaction state, exactly as
+ * for its own error (and skips the DO too if it is already skipping). */
+static int inject_error(struct server *s, uint64_t seq, const char *sqlstate, const char *msg)
+{
+	struct evbuffer *sql = evbuffer_new();
+	if (!sql)
+		return -1;
+	evbuffer_add_printf(sql, "DO $pgmux$BEGIN RAISE EXCEPTION USING ERRCODE = '%s', MESSAGE = E'",
+			    sqlstate);
+	for (const char *p = msg; *p; p++) {
+		if (*p == '\'' || *p == '\\')
+			evbuffer_add_printf(sql, "\\%c", *p);
+		else if (*p == '$')
+			evbuffer_add(sql, "\\x24", 4);
+		else
+			evbuffer_add(sql, p, 1);
+	}
+	evbuffer_add_printf(sql, "'; END$pgmux$");
+	evbuffer_add(sql, "\0\0\0", 3); /* query terminator + no parameter types */
+	size_t qlen = evbuffer_get_length(sql);
+	const uint8_t *q = evbuffer_pullup(sql, -1);
+	static const uint8_t bind[] = {0, 0, 0, 0, 0, 0, 0, 0}; /* '' '' 0 fmts 0 params 0 results */
+	static const uint8_t exec[] = {0, 0, 0, 0, 0};           /* '' max_rows 0 */
+	const void *pp[] = {"", q};
+	size_t pl[] = {1, qlen};
+	const void *bp[] = {bind};
+	size_t bl[] = {sizeof(bind)};
+	const void *ep[] = {exec};
+	size_t el[] = {sizeof(exec)};
+	int rc = q ? 0 : -1;
+	if (rc == 0)
+		rc = write_msg(sout(s), 'P', 2, pp, pl) | write_msg(sout(s), 'B', 1, bp, bl) |
+		     write_msg(sout(s), 'E', 1, ep, el);
+	evbuffer_free(sql);
+	s->unnamed_owner = 0;
+	s->ext_open = true;
+	if (rc == 0)
+		rc = push(s, seq, 'P', REQ_SKIP, NULL, NULL) | push(s, seq, 'B', REQ_SKIP, NULL, NULL) |
+		     push(s, seq, 'E', REQ_SKIP, NULL, NULL);
+	return rc;
+}
+
+/* ---- prepared statements on the server ---- */
+
+static int write_close(struct server *s, uint64_t seq, const char *name)
+{
+	const void *parts[] = {"S", name};
+	size_t lens[] = {1, strlen(name) + 1};
+	if (write_msg(sout(s), 'C', 2, parts, lens) < 0)
+		return -1;
+	return push(s, seq, 'C', REQ_SKIP, NULL, NULL);
+}
+
+/* Make room for one more statement on S: close the least recently used. */
+static int evict(struct server *s, uint64_t seq)
+{
+	int max = pool_config()->max_prepared_statements;
+	while ((int)sstmt_count(&s->stmts) >= max) {
+		struct sstmt *v = sstmt_lru_victim(&s->stmts);
+		if (!v)
+			return 0; /* all in use by this pipeline: over the limit for a while */
+		char name[sizeof(v->name)];
+		memcpy(name, v->name, sizeof(name));
+		sstmt_remove(&s->stmts, v);
+		if (write_close(s, seq, name) < 0)
+			return -1;
+	}
+	return 0;
+}
+
+/* The statement PS as prepared on S, preparing it first if needed (its
+ * ParseComplete is pgmux's). NULL on failure. */
+static struct sstmt *ensure_prepared(struct server *s, uint64_t seq, struct pstmt *ps)
+{
+	struct sstmt *ss = sstmt_find(&s->stmts, ps);
+	if (ss && ss->gen == __atomic_load_n(&ps->gen, __ATOMIC_RELAXED)) {
+		sstmt_touch(&s->stmts, ss);
+		return ss;
+	}
+	if (ss) {
+		/* its plan went stale elsewhere: replace it */
+		char name[sizeof(ss->name)];
+		memcpy(name, ss->name, sizeof(name));
+		sstmt_remove(&s->stmts, ss);
+		if (write_close(s, seq, name) < 0)
+			return NULL;
+	}
+	if (evict(s, seq) < 0 || !(ss = sstmt_add(&s->stmts, ps)))
+		return NULL;
+	const void *parts[] = {ss->name, ps->body};
+	size_t lens[] = {strlen(ss->name) + 1, ps->len};
+	if (write_msg(sout(s), 'P', 2, parts, lens) < 0 || push(s, seq, 'P', REQ_SKIP, ss, NULL) < 0)
+		return NULL;
+	return ss;
+}
+
+/* The client's unnamed statement onto S if S holds someone else's. Returns
+ * 1 if done or not needed, 0 if the client has none (and S has another
+ * one), -1 on failure. */
+static int ensure_unnamed(struct client *c, struct server *s, uint64_t seq)
+{
+	if (c->unnamed_len == 0)
+		return s->unnamed_owner == 0 ? 1 : 0;
+	if (s->unnamed_owner == c->id && s->unnamed_gen == c->unnamed_gen)
+		return 1;
+	const void *parts[] = {c->unnamed};
+	size_t lens[] = {c->unnamed_len};
+	if (write_msg(sout(s), 'P', 1, parts, lens) < 0 || push(s, seq, 'P', REQ_SKIP, NULL, NULL) < 0)
+		return -1;
+	s->unnamed_owner = c->id;
+	s->unnamed_gen = c->unnamed_gen;
+	return 1;
+}
+
+/* ---- session effects of SQL ---- */
+
+/* Note what SQL does; returns 1 if it was refused (error injected), 0 to go
+ * on, -1 on failure. */
+static int inspect(struct client *c, struct server *s, const char *sql, size_t len, uint64_t seq,
+		   struct session_effects *fx)
+{
+	bool deny = pool_db(c->pool)->session_pinning == PINNING_DENY;
+	/* a first pass without recording when a refusal is possible */
+	if (session_inspect(c, sql, len, seq, !deny, fx) < 0)
+		return -1;
+	if (deny) {
+		if (fx->pins) {
+			char msg[200];
+			session_deny_message(fx->pins, msg, sizeof(msg));
+			log_info("session_pinning_denied", "db=%s user=%s addr=%s client=%llu",
+				 pool_db_name(c->pool), pool_user(c->pool), c->addr,
+				 (unsigned long long)c->id);
+			return inject_error(s, seq, "0A000", msg) < 0 ? -1 : 1;
+		}
+		if (session_inspect(c, sql, len, seq, true, fx) < 0)
+			return -1;
+	}
+	if (fx->pins)
+		session_pin(c, s, fx->pins);
+	if (fx->sets)
+		s->dirty_params = true;
+	return 0;
+}
+
+/* ---- one handler per message type ---- */
+
+/* Send the client's message unchanged; the server's reply goes back. */
+static int forward_as_is(struct server *s, uint64_t seq, char type, const uint8_t *msg,
+			 size_t total)
+{
+	if (evbuffer_add(sout(s), msg, total) < 0)
+		return -1;
+	return push(s, seq, type, REQ_FWD, NULL, NULL);
+}
+
+/* Describe and Close: a kind byte ('S' statement, 'P' portal) and a name.
+ * Returns 0, or -2 if malformed. */
+static int kind_and_name(const uint8_t *msg, size_t total, uint8_t *kind, const char **name)
+{
+	struct proto_reader r;
+	proto_reader_init(&r, msg + 5, total - 5);
+	*kind = proto_get_u8(&r);
+	*name = proto_get_str(&r);
+	return r.err ? -2 : 0;
+}
+
+static int on_query(struct client *c, struct server *s, uint64_t seq, const uint8_t *msg,
+		    size_t total)
+{
+	const char *sql = (const char *)msg + 5;
+	size_t len = strnlen(sql, total - 5);
+	struct session_effects fx;
+	/* a simple Query drops the unnamed statement, on the server too */
+	c->unnamed_len = 0;
+	s->unnamed_owner = 0;
+	int rc = inspect(c, s, sql, len, seq, &fx);
+	if (rc < 0)
+		return -1;
+	if (rc == 1) {
+		/* refused: a Sync stands in for the Query's ReadyForQuery */
+		static const uint8_t sync[] = {'S', 0, 0, 0, 4};
+		s->ext_open = false;
+		if (evbuffer_add(sout(s), sync, sizeof(sync)) < 0)
+			return -1;
+		return push(s, seq, 'S', REQ_FWD, NULL, NULL);
+	}
+	if (fx.nstmts == 1 && fx.single_kind == SQL_DEALLOCATE) {
+		struct cstmt *cs = cstmt_find(&c->stmts, fx.single_name);
+		if (cs) {
+			/* a protocol-level statement: the server has it under another
+			 * name, maybe shared; answer for it */
+			int r = push_fake(s, seq, 'Q', FAKE_DEALLOCATE, cs);
+			cstmt_remove(&c->stmts, cs);
+			return r;
+		}
+	}
+	if (fx.deallocate_all || fx.discard_all) {
+		cstmt_clear(&c->stmts);
+		if (fx.nstmts == 1 && fx.single_kind == SQL_DEALLOCATE_ALL &&
+		    !(c->pins & (1u << PIN_SQL_PREPARE)))
+			return push_fake(s, seq, 'Q', FAKE_DEALLOCATE_ALL, NULL);
+	}
+	return forward_as_is(s, seq, 'Q', msg, total);
+}
+
+static int on_parse(struct client *c, struct server *s, uint64_t seq, const uint8_t *msg,
+		    size_t total)
+{
+	struct proto_reader r;
+	proto_reader_init(&r, msg + 5, total - 5);
+	const char *name = proto_get_str(&r);
+	const char *sql = proto_get_str(&r);
+	if (!name || !sql)
+		return -2;
+	size_t name_len = strlen(name) + 1;
+	const uint8_t *rest = msg + 5 + name_len; /* query, parameter types */
+	size_t rest_len = total - 5 - name_len;
+	s->ext_open = true;
+	if (name[0] && cstmt_find(&c->stmts, name)) {
+		char m[160];
+		snprintf(m, sizeof(m), "prepared statement \"%.63s\" already exists", name);
+		return inject_error(s, seq, "42P05", m);
+	}
+	struct session_effects fx;
+	int rc = inspect(c, s, sql, strlen(sql), seq, &fx);
+	if (rc != 0)
+		return rc < 0 ? -1 : 0;
+	if (!name[0]) {
+		/* the unnamed statement: forwarded as is, remembered to re-create it
+		 * on another server for a Bind in a later transaction */
+		size_t blen = total - 5;
+		if (blen > c->unnamed_cap) {
+			uint8_t *p = realloc(c->unnamed, blen);
+			if (!p)
+				return -1;
+			c->unnamed = p;
+			c->unnamed_cap = blen;
+		}
+		memcpy(c->unnamed, msg + 5, blen);
+		c->unnamed_len = blen;
+		c->unnamed_gen++;
+		s->unnamed_owner = c->id;
+		s->unnamed_gen = c->unnamed_gen;
+		if (evbuffer_add(sout(s), msg, total) < 0)
+			return -1;
+		struct req q = {.seq = seq, .type = 'P', .action = REQ_FWD, .mark = c->unnamed_gen};
+		return req_push(s, &q);
+	}
+	struct pstmt *ps = pstmt_intern(rest, rest_len);
+	if (!ps)
+		return -1;
+	struct cstmt *cs = cstmt_add(&c->stmts, name, ps);
+	pstmt_unref(ps);
+	if (!cs)
+		return -1;
+	struct sstmt *ss = sstmt_find(&s->stmts, ps);
+	if (ss && ss->gen == __atomic_load_n(&ps->gen, __ATOMIC_RELAXED)) {
+		/* already there: answer for it */
+		sstmt_touch(&s->stmts, ss);
+		return push_fake(s, seq, 'P', FAKE_PARSE_COMPLETE, cs);
+	}
+	if (ss) {
+		char old[sizeof(ss->name)];
+		memcpy(old, ss->name, sizeof(old));
+		sstmt_remove(&s->stmts, ss);
+		if (write_close(s, seq, old) < 0)
+			return -1;
+	}
+	if (evict(s, seq) < 0 || !(ss = sstmt_add(&s->stmts, ps)))
+		return -1;
+	const void *parts[] = {ss->name, rest};
+	size_t lens[] = {strlen(ss->name) + 1, rest_len};
+	if (write_msg(sout(s), 'P', 2, parts, lens) < 0)
+		return -1;
+	/* the server's ParseComplete answers the client's Parse */
+	return push(s, seq, 'P', REQ_FWD, ss, cs);
+}
+
+/* The server-side name for client statement NAME (Bind or Describe), with
+ * whatever has to go first. Returns the name, "" for the unnamed statement
+ * as is, or NULL with *RC set: 1 if an error was raised instead, -1 on
+ * failure. */
+static const char *map_statement(struct client *c, struct server *s, uint64_t seq,
+				 const char *name, struct sstmt **ssp, int *rc)
+{
+	*ssp = NULL;
+	if (!name[0]) {
+		int u = ensure_unnamed(c, s, seq);
+		if (u < 0) {
+			*rc = -1;
+			return NULL;
+		}
+		if (u == 0) {
+			*rc = inject_error(s, seq, "26000", "unnamed prepared statement does not exist")
+				      < 0 ? -1 : 1;
+			return NULL;
+		}
+		return "";
+	}
+	struct cstmt *cs = cstmt_find(&c->stmts, name);
+	if (!cs) {
+		char m[160];
+		snprintf(m, sizeof(m), "prepared statement \"%.63s\" does not exist", name);
+		*rc = inject_error(s, seq, "26000", m) < 0 ? -1 : 1;
+		return NULL;
+	}
+	struct sstmt *ss = ensure_prepared(s, seq, cs->ps);
+	if (!ss) {
+		*rc = -1;
+		return NULL;
+	}
+	*ssp = ss;
+	return ss->name;
+}
+
+/* Bind: PREFIX_LEN bytes of MSG hold the header and both names; the rest of
+ * the message (total - prefix_len) follows as is. */
+static int on_bind(struct client *c, struct server *s, uint64_t seq, const uint8_t *msg,
+		   size_t prefix_len, size_t total)
+{
+	struct proto_reader r;
+	proto_reader_init(&r, msg + 5, prefix_len - 5);
+	const char *portal = proto_get_str(&r);
+	const char *stmt = proto_get_str(&r);
+	if (!portal || !stmt)
+		return -2;
+	s->ext_open = true;
+	struct sstmt *ss;
+	int rc = 0;
+	const char *sname = map_statement(c, s, seq, stmt, &ss, &rc);
+	if (!sname)
+		return rc < 0 ? -1 : 3; /* 3: skip the whole client message */
+	size_t plen = strlen(portal) + 1, olen = strlen(stmt) + 1, nlen = strlen(sname) + 1;
+	size_t head = 5 + plen + olen; /* what is replaced */
+	uint32_t newlen = (uint32_t)(total - 1 - olen + nlen);
+	uint8_t hdr[5];
+	uint32_t nl = htonl(newlen);
+	hdr[0] = 'B';
+	memcpy(hdr + 1, &nl, 4);
+	struct evbuffer *out = sout(s);
+	if (evbuffer_add(out, hdr, 5) < 0 || evbuffer_add(out, portal, plen) < 0 ||
+	    evbuffer_add(out, sname, nlen) < 0 ||
+	    (prefix_len > head && evbuffer_add(out, msg + head, prefix_len - head) < 0))
+		return -1;
+	return push(s, seq, 'B', REQ_FWD, ss, NULL);
+}
+
+static int on_describe(struct client *c, struct server *s, uint64_t seq, const uint8_t *msg,
+		       size_t total)
+{
+	uint8_t kind;
+	const char *name;
+	if (kind_and_name(msg, total, &kind, &name) < 0)
+		return -2;
+	s->ext_open = true;
+	if (kind != 'S')
+		return forward_as_is(s, seq, 'D', msg, total);
+	struct sstmt *ss;
+	int rc = 0;
+	const char *sname = map_statement(c, s, seq, name, &ss, &rc);
+	if (!sname)
+		return rc < 0 ? -1 : 0;
+	const void *parts[] = {"S", sname};
+	size_t lens[] = {1, strlen(sname) + 1};
+	if (write_msg(sout(s), 'D', 2, parts, lens) < 0)
+		return -1;
+	return push(s, seq, 'D', REQ_FWD, ss, NULL);
+}
+
+static int on_close(struct client *c, struct server *s, uint64_t seq, const uint8_t *msg,
+		    size_t total)
+{
+	uint8_t kind;
+	const char *name;
+	if (kind_and_name(msg, total, &kind, &name) < 0)
+		return -2;
+	s->ext_open = true;
+	if (kind != 'S' || !name[0]) {
+		if (kind == 'S') {
+			c->unnamed_len = 0; /* closing the unnamed statement */
+			if (s->unnamed_owner != c->id)
+				return push_fake(s, seq, 'C', FAKE_CLOSE_COMPLETE, NULL);
+			s->unnamed_owner = 0;
+		}
+		return forward_as_is(s, seq, 'C', msg, total);
+	}
+	/* the server copy may be shared: only the client's name goes */
+	struct cstmt *cs = cstmt_find(&c->stmts, name);
+	int rc = push_fake(s, seq, 'C', FAKE_CLOSE_COMPLETE, cs);
+	if (cs)
+		cstmt_remove(&c->stmts, cs);
+	return rc;
+}
+
+/* ---- retry capture ---- */
+
+static void capture_msg(struct server *s, char type, const void *msg, size_t total)
+{
+	bool seg_start = s->reqs.count == 0 && !s->ext_open;
+	if (seg_start) {
+		s->capture_state = CAP_OFF;
+		if (s->capture)
+			evbuffer_drain(s->capture, evbuffer_get_length(s->capture));
+		if (type == 'B' && s->txn == 'I' && !s->retried)
+			s->capture_state = CAP_OPEN;
+		s->retried = false;
+	} else if (s->capture_state == CAP_DONE) {
+		s->capture_state = CAP_OFF; /* more than one segment in flight */
+	}
+	if (s->capture_state != CAP_OPEN)
+		return;
+	bool ok_type = type == 'B' || type == 'D' || type == 'E' || type == 'S' || type == 'H';
+	if (!s->capture && !(s->capture = evbuffer_new()))
+		ok_type = false;
+	if (!msg || !ok_type || evbuffer_get_length(s->capture) + total > CAPTURE_MAX ||
+	    evbuffer_add(s->capture, msg, total) < 0) {
+		s->capture_state = CAP_OFF;
+		return;
+	}
+	if (type == 'S')
+		s->capture_state = CAP_DONE;
+}
+
+void frontend_capture(struct server *s, char type, struct evbuffer *in, size_t total)
+{
+	bool seg_start = s->reqs.count == 0 && !s->ext_open;
+	if (!seg_start && s->capture_state == CAP_OFF)
+		return; /* the common case: nothing to copy */
+	const void *msg = NULL;
+	if (s->capture_state == CAP_OPEN && !seg_start && evbuffer_get_length(in) >= total)
+		msg = evbuffer_pullup(in, (ssize_t)total);
+	capture_msg(s, type, msg, total);
+}
+
+/* ---- entry point ---- */
+
+enum fe_result frontend_message(struct client *c, struct server *s, const struct proto_header *h,
+				size_t avail)
+{
+	struct evbuffer *in = bufferevent_get_input(c->bev);
+	size_t total = 1 + (size_t)h->len;
+	size_t have = total; /* bytes of the message looked at */
+	if (h->type == 'B' && total > BIND_WHOLE_MAX) {
+		have = BIND_PREFIX_MAX + 5;
+		if (avail < have)
+			return FE_WAIT;
+	} else if (avail < total) {
+		return FE_WAIT;
+	}
+	const uint8_t *msg = evbuffer_pullup(in, (ssize_t)have);
+	if (!msg) {
+		server_close(s, "out_of_memory");
+		return FE_CLOSED;
+	}
+	capture_msg(s, h->type, have == total ? msg : NULL, total);
+	uint64_t seq = ++s->seq;
+	int rc;
+	switch (h->type) {
+	case 'Q':
+		rc = on_query(c, s, seq, msg, total);
+		break;
+	case 'P':
+		rc = on_parse(c, s, seq, msg, total);
+		break;
+	case 'B':
+		rc = on_bind(c, s, seq, msg, have, total);
+		break;
+	case 'D':
+		rc = on_describe(c, s, seq, msg, total);
+		break;
+	default:
+		rc = on_close(c, s, seq, msg, total);
+		break;
+	}
+	if (rc == -2) {
+		log_info("protocol_error", "addr=%s reason=malformed_message type=%c", c->addr,
+			 h->type);
+		client_close(c, "08P01", "protocol_violation", "invalid message format");
+		return FE_CLOSED;
+	}
+	if (rc < 0) {
+		client_close(c, "53200", "out_of_memory", "pgmux: out of memory");
+		return FE_CLOSED;
+	}
+	evbuffer_drain(in, have);
+	if (have < total) {
+		if (rc == 3) {
+			c->stream_left = (uint32_t)(total - have);
+			c->discard_stream = true;
+		} else {
+			c->stream_left = (uint32_t)(total - have);
+		}
+	}
+	return FE_DONE;
+}
+
+/* ---- stale plans (0A000) ---- */
+
+bool frontend_stale_plan(struct server *s, const struct req *head)
+{
+	struct sstmt *ss = head->ss;
+	__atomic_add_fetch(&ss->ps->gen, 1, __ATOMIC_RELAXED);
+	/* the rest of the queue: the segment up to its Sync, and nothing after */
+	uint32_t n = 1, sync_at = 0;
+	struct req *r;
+	while ((r = req_at(s, n)) != NULL) {
+		if (r->type == 'S' && !sync_at)
+			sync_at = n;
+		n++;
+	}
+	bool retry = s->capture_state == CAP_DONE && head->seq == s->capture_seq && !s->retried &&
+		     sync_at && sync_at == n - 1 && s->client;
+	char name[sizeof(ss->name)];
+	memcpy(name, ss->name, sizeof(name));
+	sstmt_remove(&s->stmts, ss);
+	/* close the stale copy after the Sync that ends the skipping */
+	if (sync_at && write_close(s, 0, name) < 0) {
+		server_close(s, "out_of_memory");
+		return false;
+	}
+	if (retry) {
+		s->retry_armed = true;
+		log_info("stale_plan_retry", "db=%s user=%s client=%llu server_pid=%u statement=%s",
+			 pool_db_name(s->pool), pool_user(s->pool),
+			 (unsigned long long)s->client->id, s->be_pid, name);
+	}
+	return retry;
+}
+
+void frontend_replay(struct server *s)
+{
+	struct client *c = s->client;
+	s->retry_armed = false;
+	s->retried = true;
+	s->capture_state = CAP_OFF;
+	if (!c || c->state != CL_ACTIVE || !s->capture)
+		return;
+	if (evbuffer_prepend_buffer(bufferevent_get_input(c->bev), s->capture) < 0) {
+		server_close(s, "out_of_memory");
+		return;
+	}
+	client_forward(c);
+}

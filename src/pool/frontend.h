@@ -1,0 +1,48 @@
+/* The client half of transaction pooling: Query, Parse, Bind, Describe and
+ * Close from a client are read whole, their session effects noted (see
+ * session.h), and statement names rewritten to the server's own (see
+ * pstmt.h); errors the server would give (42P05, 26000, and 0A000 for
+ * session_pinning = deny) are raised on the server itself, so that they
+ * land in the right place of a pipeline with the transaction state the
+ * backend would have. Internal to src/pool/. */
+#pragma once
+
+#include <stdbool.h>
+#include <stddef.h>
+
+struct client;
+struct server;
+struct proto_header;
+struct req;
+struct evbuffer;
+
+enum fe_result {
+	FE_DONE,   /* the message was consumed (forwarded, rewritten or answered) */
+	FE_WAIT,   /* not all of it has arrived yet */
+	FE_CLOSED, /* the client or the server was closed */
+};
+
+/* True for the message types frontend_message handles. */
+static inline bool frontend_wants(char type)
+{
+	return type == 'Q' || type == 'P' || type == 'B' || type == 'D' || type == 'C';
+}
+
+/* Handle the message with header H at the start of C's input (AVAIL bytes
+ * there), linked to S in transaction pooling. */
+enum fe_result frontend_message(struct client *c, struct server *s, const struct proto_header *h,
+				size_t avail);
+
+/* Keep a copy of a message passed on as is (Execute, Sync, Flush...) for a
+ * possible retry: TOTAL bytes at the start of IN (maybe not all there yet). */
+void frontend_capture(struct server *s, char type, struct evbuffer *in, size_t total);
+
+/* The Bind at the head of S's queue (HEAD) failed with "cached plan must not
+ * change result type": every server re-prepares the statement from now on.
+ * Returns true if the failed segment will be sent again once its
+ * ReadyForQuery arrives (the caller then drops the error): the Bind was the
+ * first message of an implicit transaction and nothing of the segment has
+ * reached the client. */
+bool frontend_stale_plan(struct server *s, const struct req *head);
+/* The ReadyForQuery ending the failed try arrived: send the segment again. */
+void frontend_replay(struct server *s);

@@ -1,0 +1,220 @@
+/* Request queue of a server connection. See requests.h. */
+#include "pool/requests.h"
+
+#include "pg/proto.h"
+#include "pool/pstmt.h"
+
+#include <event2/buffer.h>
+#include <event2/bufferevent.h>
+#include <stdlib.h>
+#include <string.h>
+
+static int grow(struct reqq *q)
+{
+	uint32_t cap = q->cap ? q->cap * 2 : 16;
+	struct req *v = malloc(cap * sizeof(*v));
+	if (!v)
+		return -1;
+	for (uint32_t i = 0; i < q->count; i++)
+		v[i] = q->v[(q->head + i) % q->cap];
+	free(q->v);
+	q->v = v;
+	q->head = 0;
+	q->cap = cap;
+	return 0;
+}
+
+struct req *req_at(struct server *s, uint32_t n)
+{
+	struct reqq *q = &s->reqs;
+	return n < q->count ? &q->v[(q->head + n) % q->cap] : NULL;
+}
+
+static void release_holds(struct req *r)
+{
+	if (r->ss)
+		sstmt_release(r->ss);
+	if (r->cs)
+		cstmt_release(r->cs);
+	r->ss = NULL;
+	r->cs = NULL;
+}
+
+/* Undo what R did, as the backend skipped it. */
+static void undo(struct server *s, struct req *r)
+{
+	struct client *c = s->client;
+	if (r->type == 'P') {
+		if (r->ss)
+			sstmt_remove(&s->stmts, r->ss);
+		if (r->cs && c)
+			cstmt_remove(&c->stmts, r->cs);
+		if (!r->ss && !r->cs && r->action == REQ_FWD && c && c->unnamed_gen == r->mark) {
+			/* the client's unnamed statement failed: it has none now */
+			c->unnamed_len = 0;
+			if (s->unnamed_owner == c->id)
+				s->unnamed_owner = 0;
+		}
+		if (r->action == REQ_SKIP && !r->ss)
+			s->unnamed_owner = 0; /* an injected unnamed Parse */
+	} else if (r->type == 'C' && r->cs && c) {
+		cstmt_restore(&c->stmts, r->cs); /* the Close never happened */
+	}
+	release_holds(r);
+}
+
+int req_push(struct server *s, const struct req *r)
+{
+	struct reqq *q = &s->reqs;
+	struct req copy = *r;
+	if (copy.ss)
+		sstmt_hold(copy.ss);
+	if (copy.cs)
+		cstmt_hold(copy.cs);
+	if (s->ext_failed && copy.type != 'S' && copy.type != 'Q' && copy.type != 'F') {
+		undo(s, &copy); /* the backend will skip it */
+		return 0;
+	}
+	if (copy.type == 'S')
+		s->ext_failed = false;
+	if (q->count == q->cap && grow(q) < 0) {
+		release_holds(&copy);
+		return -1;
+	}
+	q->v[(q->head + q->count) % q->cap] = copy;
+	q->count++;
+	if (q->count == 1 && copy.action == REQ_FAKE && s->stream_left == 0)
+		req_emit_fakes(s);
+	return 0;
+}
+
+void req_pop(struct server *s)
+{
+	struct reqq *q = &s->reqs;
+	if (!q->count)
+		return;
+	struct req *r = &q->v[q->head];
+	if (r->type == 'P' && r->ss)
+		r->ss->state = SS_READY;
+	release_holds(r);
+	q->head = (q->head + 1) % q->cap;
+	q->count--;
+}
+
+void req_error(struct server *s)
+{
+	struct reqq *q = &s->reqs;
+	uint32_t n = 0;
+	while (n < q->count && q->v[(q->head + n) % q->cap].type != 'S')
+		n++;
+	/* newest first, so that a Close after a Parse of the same name undoes
+	 * in the right order */
+	for (uint32_t i = n; i-- > 0;)
+		undo(s, &q->v[(q->head + i) % q->cap]);
+	q->head = q->cap ? (q->head + n) % q->cap : 0;
+	q->count -= n;
+	if (q->count == 0)
+		s->ext_failed = true; /* the Sync is still to come */
+}
+
+static void write_fake(struct server *s, struct req *r)
+{
+	struct client *c = s->client;
+	struct evbuffer *out = c && c->state != CL_CLOSING ? bufferevent_get_output(c->bev) : NULL;
+	switch (r->fake) {
+	case FAKE_PARSE_COMPLETE:
+		if (out)
+			proto_write_msg(out, '1', NULL, 0);
+		break;
+	case FAKE_CLOSE_COMPLETE:
+		if (out)
+			proto_write_msg(out, '3', NULL, 0);
+		break;
+	case FAKE_DEALLOCATE:
+	case FAKE_DEALLOCATE_ALL:
+		if (s->txn == 'E') {
+			/* as the server: nothing runs in an aborted transaction */
+			if (r->cs && c)
+				cstmt_restore(&c->stmts, r->cs);
+			if (out)
+				proto_write_error(out, "ERROR", "25P02",
+						  "current transaction is aborted, commands ignored "
+						  "until end of transaction block");
+		} else if (out) {
+			const char *tag = r->fake == FAKE_DEALLOCATE ? "DEALLOCATE" : "DEALLOCATE ALL";
+			proto_write_msg(out, 'C', tag, strlen(tag) + 1);
+		}
+		if (out)
+			proto_write_ready(out, s->txn ? s->txn : 'I');
+		break;
+	}
+}
+
+void req_emit_fakes(struct server *s)
+{
+	struct reqq *q = &s->reqs;
+	while (q->count && q->v[q->head].action == REQ_FAKE) {
+		write_fake(s, &q->v[q->head]);
+		req_pop(s);
+	}
+}
+
+void req_drop_copy_syncs(struct server *s, uint64_t after_seq)
+{
+	struct reqq *q = &s->reqs;
+	uint32_t keep = 0;
+	for (uint32_t i = 0; i < q->count; i++) {
+		struct req *r = &q->v[(q->head + i) % q->cap];
+		if (r->type == 'S' && r->seq > after_seq) {
+			release_holds(r);
+			continue;
+		}
+		q->v[(q->head + keep) % q->cap] = *r;
+		keep++;
+	}
+	q->count = keep;
+}
+
+void req_clear(struct server *s)
+{
+	struct reqq *q = &s->reqs;
+	while (q->count)
+		req_pop(s);
+	free(q->v);
+	memset(q, 0, sizeof(*q));
+}
+
+int req_reply(struct server *s, char type)
+{
+	struct req *h = req_head(s);
+	char want;
+	switch (type) {
+	case '1': want = 'P'; break;
+	case '2': want = 'B'; break;
+	case '3': want = 'C'; break;
+	case 'n': want = 'D'; break;
+	case 'T':
+		/* RowDescription answers a Describe; after a Query or Execute it is
+		 * part of the result */
+		if (!h || h->type != 'D')
+			return 1;
+		want = 'D';
+		break;
+	case 't':
+		return h && h->type == 'D' ? h->action != REQ_SKIP : 1;
+	case 'I':
+	case 's':
+		if (h && h->type == 'Q')
+			return 1; /* EmptyQueryResponse inside a simple Query */
+		want = 'E';
+		break;
+	default:
+		/* rows, notices, notifications, copy data, parameter status... */
+		return 1;
+	}
+	if (!h || h->type != want)
+		return -1;
+	int fwd = h->action != REQ_SKIP;
+	req_pop(s);
+	return fwd;
+}

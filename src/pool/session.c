@@ -1,0 +1,422 @@
+/* Session state in transaction pooling. See session.h. */
+#include "pool/session.h"
+
+#include "core/log.h"
+#include "pg/sqllex.h"
+#include "pool/conn.h"
+#include "pool/pool.h"
+
+#include <event2/buffer.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+
+static uint64_t pin_counts[PIN_NREASONS]; /* atomic */
+
+const char *pin_reason_name(int reason)
+{
+	static const char *const names[PIN_NREASONS] = {
+		[PIN_SQL_PREPARE] = "sql_prepare",     [PIN_TEMP_TABLE] = "temp_table",
+		[PIN_ADVISORY_LOCK] = "advisory_lock", [PIN_LISTEN] = "listen",
+		[PIN_HOLD_CURSOR] = "hold_cursor",     [PIN_LOAD] = "load",
+		[PIN_SET_ROLE] = "set_role",           [PIN_SET_CONFIG] = "set_config",
+		[PIN_UNTRACKED] = "untracked",
+	};
+	return reason >= 0 && reason < PIN_NREASONS ? names[reason] : "unknown";
+}
+
+uint64_t pin_count(int reason)
+{
+	if (reason < 0 || reason >= PIN_NREASONS)
+		return 0;
+	return __atomic_load_n(&pin_counts[reason], __ATOMIC_RELAXED);
+}
+
+#define BIT(k) (1u << (k))
+
+/* statement kinds and the pin they cause */
+static const struct {
+	enum sqllex_kind kind;
+	enum pin_reason reason;
+} pin_kinds[] = {
+	{SQL_PREPARE, PIN_SQL_PREPARE},     {SQL_TEMP_OBJECT, PIN_TEMP_TABLE},
+	{SQL_ADVISORY_LOCK, PIN_ADVISORY_LOCK}, {SQL_LISTEN, PIN_LISTEN},
+	{SQL_HOLD_CURSOR, PIN_HOLD_CURSOR}, {SQL_LOAD, PIN_LOAD},
+	{SQL_SET_ROLE, PIN_SET_ROLE},       {SQL_SET_CONFIG_SESSION, PIN_SET_CONFIG},
+};
+
+/* kinds whose effect pgmux records (and so must see in full) */
+#define TRACKED_KINDS                                                                       \
+	(BIT(SQL_SET) | BIT(SQL_RESET) | BIT(SQL_RESET_ALL) | BIT(SQL_DISCARD_ALL) |           \
+	 BIT(SQL_DEALLOCATE) | BIT(SQL_DEALLOCATE_ALL) | BIT(SQL_UNLISTEN) |                   \
+	 BIT(SQL_ADVISORY_UNLOCK_ALL))
+#define SETTING_KINDS (BIT(SQL_SET) | BIT(SQL_RESET) | BIT(SQL_RESET_ALL) | BIT(SQL_DISCARD_ALL))
+
+static bool name_ok(const char *n)
+{
+	if (!*n)
+		return false;
+	for (; *n; n++)
+		if (!((*n >= 'a' && *n <= 'z') || (*n >= 'A' && *n <= 'Z') ||
+		      (*n >= '0' && *n <= '9') || *n == '_' || *n == '.'))
+			return false;
+	return true;
+}
+
+/* The SQL text to replay a SET's value: a literal is quoted again (E'' is
+ * independent of standard_conforming_strings), anything else is as written. */
+static char *value_sql(const struct sqllex_stmt *st)
+{
+	if (!st->value_literal)
+		return strdup(st->value);
+	size_t n = strlen(st->value);
+	char *out = malloc(4 * n + 4);
+	if (!out)
+		return NULL;
+	char *p = out;
+	*p++ = 'E';
+	*p++ = '\'';
+	for (const char *v = st->value; *v; v++) {
+		if (*v == '\'' || *v == '\\')
+			*p++ = *v;
+		*p++ = *v;
+	}
+	*p++ = '\'';
+	*p = '\0';
+	return out;
+}
+
+static int add_op(struct client *c, uint64_t seq, int kind, const char *name, char *value)
+{
+	if (c->nops == c->capops) {
+		int cap = c->capops ? c->capops * 2 : 8;
+		struct set_op *v = realloc(c->ops, (size_t)cap * sizeof(*v));
+		if (!v) {
+			free(value);
+			return -1;
+		}
+		c->ops = v;
+		c->capops = cap;
+	}
+	char *n = name ? strdup(name) : NULL;
+	if (name && !n) {
+		free(value);
+		return -1;
+	}
+	c->ops[c->nops++] = (struct set_op){.seq = seq, .kind = kind, .name = n, .value = value};
+	return 0;
+}
+
+/* A SET statement: the op to record, or an untracked pin. */
+static int record_set(struct client *c, uint64_t seq, const struct sqllex_stmt *st, bool record,
+		      struct session_effects *fx)
+{
+	bool is_default = !st->value_literal && (strcasecmp(st->value, "default") == 0 ||
+						 (strcmp(st->name, "timezone") == 0 &&
+						  strcasecmp(st->value, "local") == 0));
+	if (!name_ok(st->name) || st->value_truncated || !st->value[0] ||
+	    (!st->value_literal && strncasecmp(st->value, "from current", 12) == 0)) {
+		fx->pins |= BIT(PIN_UNTRACKED);
+		return 0;
+	}
+	if (!record)
+		return 0;
+	if (is_default)
+		return add_op(c, seq, SQL_RESET, st->name, NULL);
+	char *v = value_sql(st);
+	if (!v)
+		return -1;
+	return add_op(c, seq, SQL_SET, st->name, v);
+}
+
+int session_inspect(struct client *c, const char *sql, size_t len, uint64_t seq, bool record,
+		    struct session_effects *fx)
+{
+	static __thread struct sqllex_result r;
+	memset(fx, 0, sizeof(*fx));
+	if (sqllex_classify(sql, len, &r) < 0)
+		return 0; /* the server rejects it with a syntax error */
+	fx->nstmts = r.n;
+	if (r.n == 1) {
+		fx->single_kind = r.stmts[0].kind;
+		snprintf(fx->single_name, sizeof(fx->single_name), "%s", r.stmts[0].name);
+	}
+	for (size_t i = 0; i < sizeof(pin_kinds) / sizeof(pin_kinds[0]); i++)
+		if (r.kinds & BIT(pin_kinds[i].kind))
+			fx->pins |= BIT(pin_kinds[i].reason);
+	if (r.too_many && (r.kinds & TRACKED_KINDS))
+		fx->pins |= BIT(PIN_UNTRACKED);
+	fx->sets = (r.kinds & SETTING_KINDS) != 0;
+	fx->discard_all = (r.kinds & BIT(SQL_DISCARD_ALL)) != 0;
+	fx->deallocate_all = (r.kinds & BIT(SQL_DEALLOCATE_ALL)) != 0;
+	int rc = 0;
+	for (int i = 0; i < r.n && rc == 0; i++) {
+		const struct sqllex_stmt *st = &r.stmts[i];
+		switch (st->kind) {
+		case SQL_SET:
+			if (strcmp(st->name, "session_characteristics") == 0) {
+				if (record && !st->value_truncated) {
+					char *v = strdup(st->value);
+					rc = v ? add_op(c, seq, SQL_SET, st->name, v) : -1;
+				} else if (st->value_truncated) {
+					fx->pins |= BIT(PIN_UNTRACKED);
+				}
+				break;
+			}
+			rc = record_set(c, seq, st, record, fx);
+			break;
+		case SQL_RESET:
+			if (!name_ok(st->name))
+				fx->pins |= BIT(PIN_UNTRACKED);
+			else if (record)
+				rc = add_op(c, seq, SQL_RESET, st->name, NULL);
+			break;
+		case SQL_UNLISTEN:
+			if (record && strcmp(st->name, "*") == 0)
+				rc = add_op(c, seq, SQL_UNLISTEN, NULL, NULL);
+			break;
+		case SQL_PREPARE:
+			if (record && st->name[0])
+				rc = kvlist_set(&c->sql_prepared, st->name, "");
+			break;
+		case SQL_DEALLOCATE:
+			if (record && kvlist_get(&c->sql_prepared, st->name))
+				rc = add_op(c, seq, SQL_DEALLOCATE, st->name, NULL);
+			break;
+		case SQL_RESET_ALL:
+		case SQL_DISCARD_ALL:
+		case SQL_ADVISORY_UNLOCK_ALL:
+		case SQL_DEALLOCATE_ALL:
+			if (record)
+				rc = add_op(c, seq, (int)st->kind, NULL, NULL);
+			break;
+		default:
+			break;
+		}
+	}
+	return rc;
+}
+
+void session_deny_message(unsigned pins, char *buf, size_t size)
+{
+	int r = 0;
+	while (r < PIN_NREASONS && !(pins & BIT(r)))
+		r++;
+	snprintf(buf, size,
+		 "pgmux: this statement would pin the session to one server connection "
+		 "(reason: %s), and session_pinning = deny",
+		 pin_reason_name(r));
+}
+
+static void log_pin(const char *event, const struct client *c, const struct server *s, int reason,
+		    uint64_t count)
+{
+	log_info(event, "reason=%s db=%s user=%s addr=%s client=%llu server_pid=%u pins=%llu",
+		 pin_reason_name(reason), pool_db_name(c->pool), pool_user(c->pool), c->addr,
+		 (unsigned long long)c->id, s ? s->be_pid : 0, (unsigned long long)count);
+}
+
+void session_pin(struct client *c, const struct server *s, unsigned reasons)
+{
+	unsigned added = reasons & ~c->pins;
+	c->pins |= reasons;
+	for (int r = 0; r < PIN_NREASONS; r++) {
+		if (!(added & BIT(r)))
+			continue;
+		uint64_t n = __atomic_add_fetch(&pin_counts[r], 1, __ATOMIC_RELAXED);
+		log_pin("session_pinned", c, s, r, n);
+	}
+}
+
+static void unpin(struct client *c, const struct server *s, unsigned reasons)
+{
+	unsigned before = c->pins;
+	c->pins &= ~reasons;
+	if (before && !c->pins)
+		log_info("session_unpinned", "db=%s user=%s addr=%s client=%llu server_pid=%u",
+			 pool_db_name(c->pool), pool_user(c->pool), c->addr,
+			 (unsigned long long)c->id, s ? s->be_pid : 0);
+}
+
+void session_error(struct client *c)
+{
+	c->txn_failed = true;
+}
+
+static int apply_op(struct client *c, const struct server *s, const struct set_op *op)
+{
+	switch (op->kind) {
+	case SQL_SET:
+		c->sets_version++;
+		return kvlist_set(&c->sets, op->name, op->value);
+	case SQL_RESET:
+		c->sets_version++;
+		kvlist_del(&c->sets, op->name);
+		return 0;
+	case SQL_RESET_ALL:
+		c->sets_version++;
+		kvlist_clear(&c->sets);
+		return 0;
+	case SQL_DISCARD_ALL:
+		c->sets_version++;
+		kvlist_clear(&c->sets);
+		kvlist_clear(&c->sql_prepared);
+		unpin(c, s, ~BIT(PIN_LOAD));
+		return 0;
+	case SQL_UNLISTEN:
+		unpin(c, s, BIT(PIN_LISTEN));
+		return 0;
+	case SQL_ADVISORY_UNLOCK_ALL:
+		unpin(c, s, BIT(PIN_ADVISORY_LOCK));
+		return 0;
+	case SQL_DEALLOCATE:
+		kvlist_del(&c->sql_prepared, op->name);
+		if (c->sql_prepared.n == 0)
+			unpin(c, s, BIT(PIN_SQL_PREPARE));
+		return 0;
+	case SQL_DEALLOCATE_ALL:
+		kvlist_clear(&c->sql_prepared);
+		unpin(c, s, BIT(PIN_SQL_PREPARE));
+		return 0;
+	default:
+		return 0;
+	}
+}
+
+void session_txn_end(struct client *c, struct server *s, uint64_t upto, bool committed)
+{
+	int keep = 0, rc = 0;
+	bool applied = false;
+	committed = committed && !c->txn_failed;
+	c->txn_failed = false;
+	for (int i = 0; i < c->nops; i++) {
+		struct set_op *op = &c->ops[i];
+		if (op->seq > upto) {
+			c->ops[keep++] = *op;
+			continue;
+		}
+		if (committed) {
+			if (apply_op(c, s, op) < 0)
+				rc = -1;
+			applied = true;
+		}
+		free(op->name);
+		free(op->value);
+	}
+	c->nops = keep;
+	if (rc < 0) {
+		/* the record is incomplete: only this server is known to be right */
+		c->pins |= BIT(PIN_UNTRACKED);
+	}
+	if (applied && s && s->client == c)
+		s->synced_version = c->sets_version; /* it ran them itself */
+}
+
+/* ---- replaying settings on a server ---- */
+
+bool session_in_sync(const struct server *s, const struct client *c)
+{
+	if (s->last_client_id == c->id && s->synced_version == c->sets_version)
+		return true; /* it carries this client's own session, nothing changed since */
+	if (s->dirty_params || !kvlist_equal(&s->applied_sets, &c->sets))
+		return false;
+	return kvlist_equal(&s->applied, &c->params);
+}
+
+static void add_literal(struct evbuffer *b, const char *s)
+{
+	evbuffer_add(b, "'", 1);
+	for (const char *p = s; *p; p++) {
+		if (*p == '\'')
+			evbuffer_add(b, "''", 2);
+		else
+			evbuffer_add(b, p, 1);
+	}
+	evbuffer_add(b, "'", 1);
+}
+
+int session_build_sync(struct server *s, struct client *c, struct evbuffer *sql)
+{
+	int changes = 0;
+	bool full = s->dirty_params || !kvlist_equal(&s->applied_sets, &c->sets);
+	if (full) {
+		evbuffer_add_printf(sql, "RESET ALL;");
+		kvlist_clear(&s->applied);
+		kvlist_clear(&s->applied_sets);
+		changes++;
+	} else {
+		/* per-name RESETs of what pgmux applied for someone else: RESET ALL
+		 * would also skip parameters marked GUC_NO_RESET_ALL */
+		for (int i = 0; i < s->applied.n; i++) {
+			const char *n = s->applied.v[i].name;
+			if (kvlist_get(&c->params, n))
+				continue;
+			if (!name_ok(n))
+				return -1;
+			evbuffer_add_printf(sql, "RESET \"%s\";", n);
+			changes++;
+		}
+	}
+	bool first = true;
+	for (int i = 0; i < c->params.n; i++) {
+		const struct kv *kv = &c->params.v[i];
+		const char *cur = kvlist_get(&s->applied, kv->name);
+		if (cur && strcmp(cur, kv->value) == 0)
+			continue;
+		if (!name_ok(kv->name))
+			return -1;
+		evbuffer_add_printf(sql, first ? "SELECT pg_catalog.set_config(" : ", pg_catalog.set_config(");
+		add_literal(sql, kv->name);
+		evbuffer_add(sql, ", ", 2);
+		add_literal(sql, kv->value);
+		evbuffer_add_printf(sql, ", false)");
+		first = false;
+		changes++;
+	}
+	if (!first)
+		evbuffer_add(sql, ";", 1);
+	if (full) {
+		for (int i = 0; i < c->sets.n; i++) {
+			const struct kv *kv = &c->sets.v[i];
+			if (strcmp(kv->name, "session_characteristics") == 0)
+				evbuffer_add_printf(sql, "SET SESSION CHARACTERISTICS AS TRANSACTION %s\n;",
+						    kv->value);
+			else
+				evbuffer_add_printf(sql, "SET %s TO %s\n;", kv->name, kv->value);
+			changes++;
+		}
+	}
+	if (kvlist_copy(&s->applied, &c->params) < 0 || kvlist_copy(&s->applied_sets, &c->sets) < 0)
+		return -1;
+	s->dirty_params = false;
+	s->synced_version = c->sets_version;
+	return changes;
+}
+
+void session_server_reset(struct server *s)
+{
+	kvlist_clear(&s->applied);
+	kvlist_clear(&s->applied_sets);
+	s->dirty_params = false;
+	s->last_client_id = 0;
+	s->unnamed_owner = 0;
+	sstmt_forget_upto(&s->stmts, s->stmts.counter);
+}
+
+void session_client_free(struct client *c)
+{
+	for (int i = 0; i < c->nops; i++) {
+		free(c->ops[i].name);
+		free(c->ops[i].value);
+	}
+	free(c->ops);
+	c->ops = NULL;
+	c->nops = c->capops = 0;
+	kvlist_clear(&c->sets);
+	kvlist_clear(&c->sql_prepared);
+	cstmt_clear(&c->stmts);
+	free(c->unnamed);
+	c->unnamed = NULL;
+	c->unnamed_len = c->unnamed_cap = 0;
+}

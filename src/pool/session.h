@@ -1,0 +1,82 @@
+/* Session state in transaction pooling: what a client's SQL leaves on a
+ * server connection, and what pgmux does about it.
+ *
+ * - SET / RESET / RESET ALL / DISCARD ALL are recorded for the client when
+ *   their transaction commits (SET LOCAL and rolled-back SETs are not) and
+ *   replayed on any server the client gets later (session_build_sync).
+ * - State pgmux cannot move (SQL PREPARE, temp tables, session advisory
+ *   locks, LISTEN, WITH HOLD cursors, LOAD, SET ROLE, set_config(..., false),
+ *   anything it cannot analyse) pins the client to its server: one log line
+ *   and one count per reason. UNLISTEN *, pg_advisory_unlock_all(),
+ *   DEALLOCATE and DISCARD ALL take reasons away again; no reason left means
+ *   the client multiplexes again.
+ * Everything here runs on the client's worker thread. */
+#pragma once
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+struct client;
+struct server;
+struct evbuffer;
+
+enum pin_reason {
+	PIN_SQL_PREPARE,
+	PIN_TEMP_TABLE,
+	PIN_ADVISORY_LOCK,
+	PIN_LISTEN,
+	PIN_HOLD_CURSOR,
+	PIN_LOAD,
+	PIN_SET_ROLE,
+	PIN_SET_CONFIG,
+	PIN_UNTRACKED,
+	PIN_NREASONS
+};
+
+/* "sql_prepare", "temp_table", ... */
+const char *pin_reason_name(int reason);
+/* Pins for REASON since start (process-wide). */
+uint64_t pin_count(int reason);
+
+/* What one piece of client SQL does to the session. */
+struct session_effects {
+	unsigned pins;      /* bitmask of (1u << enum pin_reason) it would add */
+	bool sets;          /* changes settings (SET, RESET, DISCARD ALL...) */
+	bool discard_all;   /* contains DISCARD ALL */
+	bool deallocate_all;/* contains DEALLOCATE ALL */
+	int nstmts;         /* statements found (0 if it could not be analysed) */
+	int single_kind;    /* enum sqllex_kind when nstmts == 1 */
+	char single_name[64];
+};
+
+/* Analyse SQL (a Query's text or a Parse's query) sent by C. With RECORD,
+ * queue its setting changes under client message SEQ. Returns 0, or -1 on
+ * allocation failure. */
+int session_inspect(struct client *c, const char *sql, size_t len, uint64_t seq, bool record,
+		    struct session_effects *fx);
+
+/* The message a client gets when session_pinning = deny refuses PINS. */
+void session_deny_message(unsigned pins, char *buf, size_t size);
+
+/* Pin C (linked to S) for REASONS; logs each new reason once. */
+void session_pin(struct client *c, const struct server *s, unsigned reasons);
+
+/* An ErrorResponse reached C: its transaction will not commit. */
+void session_error(struct client *c);
+/* A transaction of C's ended on S: apply (COMMITTED) or drop the changes
+ * queued up to client message UPTO. */
+void session_txn_end(struct client *c, struct server *s, uint64_t upto, bool committed);
+
+/* True if S already carries exactly C's session settings. */
+bool session_in_sync(const struct server *s, const struct client *c);
+/* Append to SQL the statements that give S C's settings. Returns the number
+ * of statements (0: nothing to do), or -1 if a name cannot be used. On
+ * success S's records describe C's settings. */
+int session_build_sync(struct server *s, struct client *c, struct evbuffer *sql);
+
+/* S's session was reset (DISCARD ALL ran): it carries nothing of anyone. */
+void session_server_reset(struct server *s);
+
+/* Free C's session records. */
+void session_client_free(struct client *c);
