@@ -135,6 +135,34 @@ const char *proto_error_field(const uint8_t *body, size_t len, char code)
 	}
 }
 
+int proto_write_error_filtered(struct evbuffer *out, char type, const uint8_t *body, size_t len,
+			       const char *drop)
+{
+	uint8_t *copy = malloc(len + 1);
+	size_t n = 0;
+	struct proto_reader r;
+	if (!copy)
+		return -1;
+	proto_reader_init(&r, body, len);
+	for (;;) {
+		size_t start = r.pos;
+		uint8_t c = proto_get_u8(&r);
+		if (r.err || c == 0)
+			break;
+		const char *v = proto_get_str(&r);
+		if (!v)
+			break;
+		if (!strchr(drop, (char)c)) {
+			memcpy(copy + n, body + start, r.pos - start);
+			n += r.pos - start;
+		}
+	}
+	copy[n++] = 0;
+	int rc = proto_write_msg(out, type, copy, n);
+	free(copy);
+	return rc;
+}
+
 /* Append header + body in one evbuffer_add so a message is never half-added. */
 int proto_write_msg(struct evbuffer *out, char type, const void *body, size_t len)
 {

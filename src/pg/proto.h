@@ -63,6 +63,11 @@ const uint8_t *proto_get_bytes(struct proto_reader *r, size_t n);
  * always NUL-terminated inside it. */
 const char *proto_error_field(const uint8_t *body, size_t len, char code);
 
+/* Append an ErrorResponse/NoticeResponse of TYPE with BODY's fields except
+ * those whose codes are in DROP (a damaged tail is cut off). */
+int proto_write_error_filtered(struct evbuffer *out, char type, const uint8_t *body, size_t len,
+			       const char *drop);
+
 /* ---- builders (append to OUT; return 0, or -1 on allocation failure) ---- */
 int proto_write_error(struct evbuffer *out, const char *severity, const char *sqlstate,
 		      const char *fmt, ...) __attribute__((format(printf, 4, 5)));

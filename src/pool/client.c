@@ -799,6 +799,11 @@ void client_forward(struct client *c)
 				break;
 			if (fr == FE_CLOSED)
 				return;
+			/* an answer of pgmux's own (DEALLOCATE) may end the transaction */
+			if (s->reqs.count == 0 && server_maybe_release(s, false)) {
+				kick(c);
+				return;
+			}
 			continue;
 		}
 		if (txn_mode)

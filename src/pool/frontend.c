@@ -473,8 +473,10 @@ static void capture_msg(struct server *s, char type, const void *msg, size_t tot
 		s->capture_state = CAP_OFF;
 		if (s->capture)
 			evbuffer_drain(s->capture, evbuffer_get_length(s->capture));
-		if (type == 'B' && s->txn == 'I' && !s->retried)
+		if (type == 'B' && s->txn == 'I' && !s->retried) {
 			s->capture_state = CAP_OPEN;
+			s->capture_seq = s->seq + 1; /* the number this message gets */
+		}
 		s->retried = false;
 	} else if (s->capture_state == CAP_DONE) {
 		s->capture_state = CAP_OFF; /* more than one segment in flight */

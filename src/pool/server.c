@@ -527,7 +527,7 @@ static int handle_active_msg(struct server *s, const struct proto_header *h, uin
 			return -1;
 		}
 		struct req *r = req_head(s);
-		bool swallow = false;
+		bool swallow = false, injected = r && r->type == 'E' && r->action == REQ_SKIP;
 		if (r && r->type != 'Q' && r->type != 'F' && r->type != 'S') {
 			/* an extended-protocol request failed: the backend skips to Sync */
 			const char *code = proto_error_field(body, blen, 'C');
@@ -537,11 +537,20 @@ static int handle_active_msg(struct server *s, const struct proto_header *h, uin
 				swallow = frontend_stale_plan(s, r);
 			req_error(s);
 		}
+		if (c && !swallow)
+			session_error(c);
 		if (swallow) {
 			evbuffer_drain(in, total);
+		} else if (injected) {
+			/* pgmux's DO block raised it: no PL/pgSQL context, file or line */
+			if (c && c->state != CL_CLOSING &&
+			    proto_write_error_filtered(bufferevent_get_output(c->bev), 'E', body, blen,
+						       "WFLR") < 0) {
+				server_close(s, "out_of_memory");
+				return -1;
+			}
+			evbuffer_drain(in, total);
 		} else {
-			if (c)
-				session_error(c);
 			forward_bytes(s, in, total);
 		}
 		req_emit_fakes(s);
@@ -721,6 +730,9 @@ void server_read_cb(struct bufferevent *bev, void *arg)
 		if (rc < 0)
 			return;
 	}
+	/* a reply pgmux wrote itself may have been the last one outstanding */
+	if (s->state == SV_ACTIVE && s->reqs.count == 0 && server_maybe_release(s, false))
+		return;
 	apply_backpressure(s);
 }
 

@@ -20,7 +20,9 @@
 # Environment (defaults in brackets):
 #   BENCH_SECONDS [15]          length of each pgbench run
 #   BENCH_CLIENTS ["10 100 1000"]
-#   BENCH_MODES ["simple"]      pgbench -M values: simple extended prepared
+#   BENCH_MODES ["simple extended prepared"]  pgbench -M values; with simple and
+#                               prepared both in, a second table gives each
+#                               target's prepared/simple TPS ratio
 #   BENCH_WORKERS ["1"]         pgmux workers; "1 2" adds workers=2 rows
 #   BENCH_POOL_SIZE [20]        server pool size of pgmux and pgbouncer
 #   BENCH_TARGETS ["pgmux pgbouncer direct"]
@@ -47,7 +49,7 @@ die() {
 
 BENCH_SECONDS=${BENCH_SECONDS:-15}
 BENCH_CLIENTS=${BENCH_CLIENTS:-10 100 1000}
-BENCH_MODES=${BENCH_MODES:-simple}
+BENCH_MODES=${BENCH_MODES:-simple extended prepared}
 BENCH_WORKERS=${BENCH_WORKERS:-1}
 BENCH_POOL_SIZE=${BENCH_POOL_SIZE:-20}
 BENCH_TARGETS=${BENCH_TARGETS:-pgmux pgbouncer direct}
@@ -447,6 +449,20 @@ pgmux_version=n/a
 			done
 		done
 	done
+	if [[ " $BENCH_MODES " == *" simple "* && " $BENCH_MODES " == *" prepared "* ]]; then
+		echo
+		echo "Named prepared statements against the simple protocol, same run (TPS ratio):"
+		echo
+		echo "| clients | target | -M prepared / -M simple | -M extended / -M simple |"
+		echo "|---:|---|---:|---:|"
+		for clients in $BENCH_CLIENTS; do
+			for row in "${ROWS[@]}"; do
+				simple=${TPS["$clients|simple|$row"]:-}
+				echo "| $clients | $row | $(ratio "${TPS["$clients|prepared|$row"]:-}" "$simple") |" \
+					"$(ratio "${TPS["$clients|extended|$row"]:-}" "$simple") |"
+			done
+		done
+	fi
 	if [ "${#FAILURES[@]}" -gt 0 ]; then
 		echo
 		echo "Notes:"

@@ -436,10 +436,10 @@ class Pgmux:
                         if v is not None)
 
     def connect(self, user="app", dbname=DB, password=None, autocommit=True,
-                prepare_threshold=None, **kw):
-        """A psycopg connection. Named server-side prepared statements are
-        off by default (prepare_threshold=None): pgmux's transaction-mode
-        contract does not cover them."""
+                prepare_threshold=5, **kw):
+        """A psycopg connection, with psycopg's default prepare_threshold (a
+        query run 5 times becomes a named prepared statement), which
+        transaction pooling supports."""
         return psycopg.connect(self.dsn(user=user, dbname=dbname, password=password, **kw),
                                autocommit=autocommit, prepare_threshold=prepare_threshold)
 

@@ -453,6 +453,36 @@ START_TEST(test_kind_names)
 }
 END_TEST
 
+
+/* value_literal tells a quoted value from one written as SQL, and kinds
+ * covers statements past the 64 kept in stmts. */
+START_TEST(test_literal_and_kinds)
+{
+	struct sqllex_result r;
+	static const char q[] = "SET search_path = 'a, b'; SET search_path = a, \"B\"; SET x.y TO 5";
+	ck_assert_int_eq(run(q, strlen(q), &r), 0);
+	ck_assert_int_eq(r.n, 3);
+	ck_assert(r.stmts[0].value_literal);
+	ck_assert_str_eq(r.stmts[0].value, "a, b");
+	ck_assert(!r.stmts[1].value_literal);
+	ck_assert_str_eq(r.stmts[1].value, "a, \"B\"");
+	ck_assert(!r.stmts[2].value_literal);
+	ck_assert_uint_eq(r.kinds, 1u << SQL_SET);
+
+	char *big = malloc(70 * 16 + 64);
+	size_t len = 0;
+	ck_assert_ptr_nonnull(big);
+	for (int i = 0; i < 70; i++)
+		len += (size_t)sprintf(big + len, "SELECT %d;", i);
+	len += (size_t)sprintf(big + len, "LISTEN late");
+	ck_assert_int_eq(run(big, len, &r), 0);
+	free(big);
+	ck_assert(r.too_many);
+	ck_assert_int_eq(r.n, SQLLEX_MAX_STMTS);
+	ck_assert_uint_eq(r.kinds, (1u << SQL_OTHER) | (1u << SQL_LISTEN));
+}
+END_TEST
+
 static Suite *sqllex_suite(void)
 {
 	Suite *s = suite_create("sqllex");
@@ -468,6 +498,7 @@ static Suite *sqllex_suite(void)
 	tcase_add_test(tc, test_all_prefixes);
 	tcase_add_test(tc, test_garbage);
 	tcase_add_test(tc, test_kind_names);
+	tcase_add_test(tc, test_literal_and_kinds);
 	suite_add_tcase(s, tc);
 	return s;
 }
