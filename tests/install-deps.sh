@@ -6,7 +6,8 @@
 # installs the packages, stops and disables the pgbouncer system service the
 # Debian package starts (the tests and benchmarks run their own pgbouncer),
 # and makes sure a `postgres` system user exists. As another user it only
-# checks: it prints what is missing and exits 1 if anything is.
+# checks: it prints what is missing and exits 1 if anything is. Either way
+# it then runs `npm ci` in tests/integration/node if node_modules is missing.
 set -euo pipefail
 
 # Everything the build (configure.ac), `make check`, the integration tests,
@@ -15,7 +16,9 @@ set -euo pipefail
 #   unit tests: check
 #   servers and clients: postgresql-15 (initdb, pg_ctl, postgres, pgbench),
 #     postgresql-client-15 (psql, pg_isready), pgbouncer
-#   integration tests: python3-pytest python3-psycopg python3-asyncpg
+#   integration tests: python3-pytest python3-psycopg python3-asyncpg,
+#     nodejs npm (node-postgres, installed from the npm registry by
+#     `npm ci` in tests/integration/node: see install_node_modules below)
 #   scripts: procps (pgrep, ps), iproute2 (ss), util-linux (runuser, setpriv),
 #     coreutils (timeout), passwd (useradd), findutils
 PACKAGES=(
@@ -26,8 +29,32 @@ PACKAGES=(
 	python3-pytest python3-psycopg python3-asyncpg
 	procps iproute2 util-linux coreutils passwd findutils
 )
+# Debian's nodejs and npm, unless a node and an npm are already installed:
+# a NodeSource nodejs package bundles npm and conflicts with Debian's npm
+# package, so asking apt for npm there would fail.
+if ! { command -v node >/dev/null 2>&1 && command -v npm >/dev/null 2>&1; }; then
+	PACKAGES+=(nodejs npm)
+fi
+
+NODE_DIR="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)/integration/node"
 
 log() { printf 'install-deps: %s\n' "$*"; }
+
+# node-postgres for tests/integration/test_prepared.py, from the npm registry
+# at the versions of package-lock.json, into tests/integration/node/node_modules
+# (git-ignored). Nothing to do when it is already there. Needs no root.
+install_node_modules() {
+	if [ -d "$NODE_DIR/node_modules/pg" ]; then
+		log "node modules present in $NODE_DIR"
+		return 0
+	fi
+	if ! command -v npm >/dev/null 2>&1; then
+		log "npm is missing: cannot install the node modules in $NODE_DIR"
+		return 1
+	fi
+	log "npm ci in $NODE_DIR"
+	(cd "$NODE_DIR" && npm ci --no-audit --no-fund </dev/null)
+}
 
 missing_packages() {
 	local p status
@@ -50,6 +77,7 @@ if [ "$(id -u)" -ne 0 ]; then
 		log "note: no postgres system user (only needed when the scripts run as root)"
 	fi
 	log "all ${#PACKAGES[@]} packages present"
+	install_node_modules
 	exit 0
 fi
 
@@ -117,4 +145,6 @@ if ! id postgres >/dev/null 2>&1; then
 		--comment "PostgreSQL administrator" postgres
 fi
 
-log "done: ${#PACKAGES[@]} packages present, pgbouncer service stopped, postgres user exists"
+install_node_modules
+
+log "done: ${#PACKAGES[@]} packages present, pgbouncer service stopped, postgres user exists, node modules installed"

@@ -765,8 +765,15 @@ static void classify_end(const char *sql, const struct stmt *st, struct sqllex_s
 	if (hk(sql, st, 0, "rollback") || hk(sql, st, 0, "abort")) {
 		if (hk(sql, st, i, "work") || hk(sql, st, i, "transaction"))
 			i++;
-		if (hk(sql, st, i, "to"))
+		if (hk(sql, st, i, "to")) {
+			/* ROLLBACK [WORK|TRANSACTION] TO [SAVEPOINT] name */
+			i++;
+			if (hk(sql, st, i, "savepoint") && i + 1 < st->nhead)
+				i++;
+			o->kind = SQL_ROLLBACK_TO;
+			single_name(sql, st, i, o);
 			return;
+		}
 	}
 	o->kind = SQL_END;
 }
@@ -799,6 +806,11 @@ static void classify_head(const char *sql, const struct stmt *st, struct sqllex_
 	else if (hk(sql, st, 0, "commit") || hk(sql, st, 0, "end") || hk(sql, st, 0, "rollback") ||
 		 hk(sql, st, 0, "abort"))
 		classify_end(sql, st, o);
+	else if (hk(sql, st, 0, "savepoint") && single_name(sql, st, 1, o))
+		o->kind = SQL_SAVEPOINT;
+	else if (hk(sql, st, 0, "release") &&
+		 single_name(sql, st, hk(sql, st, 1, "savepoint") && st->nhead > 2 ? 2 : 1, o))
+		o->kind = SQL_RELEASE;
 }
 
 static void classify(const char *sql, const struct stmt *st, struct sqllex_stmt *o)
@@ -870,6 +882,9 @@ const char *sqllex_kind_name(enum sqllex_kind k)
 		[SQL_SET_CONFIG_SESSION] = "set_config_session",
 		[SQL_BEGIN] = "begin",
 		[SQL_END] = "end",
+		[SQL_SAVEPOINT] = "savepoint",
+		[SQL_ROLLBACK_TO] = "rollback_to",
+		[SQL_RELEASE] = "release",
 	};
 
 	if ((unsigned)k >= sizeof(names) / sizeof(names[0]))

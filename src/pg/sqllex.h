@@ -60,11 +60,14 @@ enum sqllex_kind {
 	SQL_SET_CONFIG_SESSION,  /* set_config(..., ..., false) anywhere */
 	SQL_BEGIN,               /* BEGIN / START TRANSACTION */
 	SQL_END,                 /* COMMIT / END / ROLLBACK / ABORT (not ROLLBACK TO SAVEPOINT) */
+	SQL_SAVEPOINT,           /* SAVEPOINT name */
+	SQL_ROLLBACK_TO,         /* ROLLBACK [WORK|TRANSACTION] TO [SAVEPOINT] name */
+	SQL_RELEASE,             /* RELEASE [SAVEPOINT] name */
 };
 
 struct sqllex_stmt {
 	enum sqllex_kind kind; /* what the statement does to the session */
-	char name[64];         /* SET/RESET/DEALLOCATE/PREPARE/LISTEN/UNLISTEN target,
+	char name[64];         /* SET/RESET/DEALLOCATE/PREPARE/LISTEN/UNLISTEN/savepoint target,
 				* lower-cased unless it was a quoted identifier; "" if none */
 	char value[256];       /* SET value as text (quotes removed for a single string
 				* literal; a list like 'a', b kept as written) */

@@ -852,6 +852,11 @@ static void idle_read(struct client *c)
 		return;
 	}
 	c->last_active_ms = conn_now_ms();
+	if (h.type == 'P' && pool_config()->pool_mode == POOL_MODE_TRANSACTION &&
+	    frontend_idle_parse(c)) {
+		kick(c); /* whatever follows */
+		return;
+	}
 	start_transaction(c);
 }
 

@@ -80,6 +80,7 @@ struct req {
 	struct sstmt *ss;      /* held: P: the statement it prepares on the server */
 	struct cstmt *cs;      /* held: client statement a P registered / a C removed */
 	uint64_t mark;         /* Q: server statement registrations when it was sent */
+	bool restore;          /* P: cs was removed by it (DEALLOCATE): put back if skipped */
 };
 
 /* Ring buffer of outstanding requests, oldest first. */
@@ -137,6 +138,7 @@ struct client {
 	struct set_op *ops;          /* owned: changes waiting for their transaction's end */
 	int nops, capops;
 	bool txn_failed;             /* an ErrorResponse since the last transaction end */
+	bool rollback_pending;       /* a "ROLLBACK" tag since the last ReadyForQuery */
 	unsigned pins;               /* bitmask of enum pin_reason: pinned while nonzero */
 	struct kvlist sql_prepared;  /* owned: names of SQL-level PREPAREs (value unused) */
 	struct event *timer;         /* owned: login timeout / borrow timeout */
@@ -179,6 +181,7 @@ struct server {
 	struct evbuffer *capture;    /* owned: client messages of the segment, as received */
 	int capture_state;           /* frontend.c: whether capture holds the segment */
 	uint64_t capture_seq;        /* client message number the capture starts with */
+	bool capture_described;      /* the captured segment has a Describe */
 	bool retry_armed;            /* error swallowed: replay capture after its ReadyForQuery */
 	bool retried;                /* this segment is a replay: no second retry */
 	bool copy_open;              /* between CopyInResponse and the client's CopyDone/Fail */

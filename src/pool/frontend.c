@@ -171,16 +171,17 @@ static struct sstmt *ensure_prepared(struct server *s, uint64_t seq, struct pstm
  * one), -1 on failure. */
 static int ensure_unnamed(struct client *c, struct server *s, uint64_t seq)
 {
+	if (s->unnamed_owner == c->id && s->unnamed_gen == c->unnamed_gen)
+		return 1; /* the server holds the client's current one */
 	if (c->unnamed_len == 0)
 		return s->unnamed_owner == 0 ? 1 : 0;
-	if (s->unnamed_owner == c->id && s->unnamed_gen == c->unnamed_gen)
-		return 1;
 	const void *parts[] = {c->unnamed};
 	size_t lens[] = {c->unnamed_len};
-	if (write_msg(sout(s), 'P', 1, parts, lens) < 0 || push(s, seq, 'P', REQ_SKIP, NULL, NULL) < 0)
-		return -1;
+	/* owner first: a push the backend will skip undoes it at once */
 	s->unnamed_owner = c->id;
 	s->unnamed_gen = c->unnamed_gen;
+	if (write_msg(sout(s), 'P', 1, parts, lens) < 0 || push(s, seq, 'P', REQ_SKIP, NULL, NULL) < 0)
+		return -1;
 	return 1;
 }
 
@@ -275,6 +276,37 @@ static int on_query(struct client *c, struct server *s, uint64_t seq, const uint
 	return forward_as_is(s, seq, 'Q', msg, total);
 }
 
+/* Parse of "DEALLOCATE name" for a client's protocol-level statement (as
+ * psycopg sends it): the server copy may be shared and is named otherwise,
+ * so the backend gets "DEALLOCATE <a statement made for it>" instead, and
+ * every reply (errors in an aborted transaction included) is its own. */
+static int parse_deallocate(struct client *c, struct server *s, uint64_t seq, const char *name,
+			    struct cstmt *cs)
+{
+	char dummy[32], sql[64];
+	static const uint8_t no_types[] = {0, 0};
+	snprintf(dummy, sizeof(dummy), "pgmux_d%llu", (unsigned long long)++s->stmts.counter);
+	snprintf(sql, sizeof(sql), "DEALLOCATE %s", dummy);
+	const void *dp[] = {dummy, "SELECT", no_types};
+	size_t dl[] = {strlen(dummy) + 1, 7, sizeof(no_types)};
+	const void *pp[] = {name, sql, no_types};
+	size_t pl[] = {strlen(name) + 1, strlen(sql) + 1, sizeof(no_types)};
+	if (write_msg(sout(s), 'P', 3, dp, dl) < 0 || push(s, seq, 'P', REQ_SKIP, NULL, NULL) < 0)
+		return -1;
+	if (!name[0]) {
+		c->unnamed_len = 0; /* not re-creatable: it names a statement of this server */
+		s->unnamed_owner = c->id;
+		s->unnamed_gen = ++c->unnamed_gen;
+	}
+	cstmt_hold(cs);
+	cstmt_remove(&c->stmts, cs);
+	struct req r = {.seq = seq, .type = 'P', .action = REQ_FWD, .cs = cs, .restore = true,
+			.mark = s->stmts.counter};
+	int rc = write_msg(sout(s), 'P', 3, pp, pl) < 0 ? -1 : req_push(s, &r);
+	cstmt_release(cs);
+	return rc;
+}
+
 static int on_parse(struct client *c, struct server *s, uint64_t seq, const uint8_t *msg,
 		    size_t total)
 {
@@ -297,6 +329,10 @@ static int on_parse(struct client *c, struct server *s, uint64_t seq, const uint
 	int rc = inspect(c, s, sql, strlen(sql), seq, &fx);
 	if (rc != 0)
 		return rc < 0 ? -1 : 0;
+	if (fx.discard_all || fx.deallocate_all)
+		cstmt_clear(&c->stmts); /* the backend drops its own, and the tags tell */
+	if (fx.nstmts == 1 && fx.single_kind == SQL_DEALLOCATE && cstmt_find(&c->stmts, fx.single_name))
+		return parse_deallocate(c, s, seq, name, cstmt_find(&c->stmts, fx.single_name));
 	if (!name[0]) {
 		/* the unnamed statement: forwarded as is, remembered to re-create it
 		 * on another server for a Bind in a later transaction */
@@ -458,9 +494,13 @@ static int on_close(struct client *c, struct server *s, uint64_t seq, const uint
 	}
 	/* the server copy may be shared: only the client's name goes */
 	struct cstmt *cs = cstmt_find(&c->stmts, name);
+	if (!cs)
+		return push_fake(s, seq, 'C', FAKE_CLOSE_COMPLETE, NULL);
+	/* removed first: if the backend is skipping, the push puts it back */
+	cstmt_hold(cs);
+	cstmt_remove(&c->stmts, cs);
 	int rc = push_fake(s, seq, 'C', FAKE_CLOSE_COMPLETE, cs);
-	if (cs)
-		cstmt_remove(&c->stmts, cs);
+	cstmt_release(cs);
 	return rc;
 }
 
@@ -475,6 +515,7 @@ static void capture_msg(struct server *s, char type, const void *msg, size_t tot
 			evbuffer_drain(s->capture, evbuffer_get_length(s->capture));
 		if (type == 'B' && s->txn == 'I' && !s->retried) {
 			s->capture_state = CAP_OPEN;
+			s->capture_described = false;
 			s->capture_seq = s->seq + 1; /* the number this message gets */
 		}
 		s->retried = false;
@@ -491,6 +532,8 @@ static void capture_msg(struct server *s, char type, const void *msg, size_t tot
 		s->capture_state = CAP_OFF;
 		return;
 	}
+	if (type == 'D')
+		s->capture_described = true;
 	if (type == 'S')
 		s->capture_state = CAP_DONE;
 }
@@ -568,6 +611,51 @@ enum fe_result frontend_message(struct client *c, struct server *s, const struct
 	return FE_DONE;
 }
 
+/* ---- a client without a server ---- */
+
+bool frontend_idle_parse(struct client *c)
+{
+	struct evbuffer *in = bufferevent_get_input(c->bev);
+	size_t avail = evbuffer_get_length(in);
+	uint8_t hdr[5];
+	if (avail < 5 || evbuffer_copyout(in, hdr, 5) != 5 || hdr[0] != 'P')
+		return false;
+	uint32_t len = ((uint32_t)hdr[1] << 24) | ((uint32_t)hdr[2] << 16) | ((uint32_t)hdr[3] << 8) |
+		       hdr[4];
+	size_t total = 1 + (size_t)len;
+	if (len < 4 || len > 65536 || avail < total + 5)
+		return false;
+	const uint8_t *msg = evbuffer_pullup(in, (ssize_t)(total + 5));
+	static const uint8_t sync[] = {'S', 0, 0, 0, 4};
+	if (!msg || memcmp(msg + total, sync, sizeof(sync)) != 0)
+		return false; /* only a Parse answered by its own Sync */
+	struct proto_reader r;
+	proto_reader_init(&r, msg + 5, total - 5);
+	const char *name = proto_get_str(&r), *sql = proto_get_str(&r);
+	if (!name || !sql || !name[0] || cstmt_find(&c->stmts, name))
+		return false;
+	size_t name_len = strlen(name) + 1;
+	struct pstmt *ps = pstmt_lookup(msg + 5 + name_len, total - 5 - name_len);
+	if (!ps)
+		return false; /* never prepared anywhere: the server checks it */
+	struct session_effects fx;
+	bool plain = session_inspect(c, sql, strlen(sql), 0, false, &fx) == 0 && fx.nstmts == 1 &&
+		     !fx.pins && !fx.sets &&
+		     (fx.single_kind == SQL_OTHER || fx.single_kind == SQL_BEGIN ||
+		      fx.single_kind == SQL_END);
+	struct cstmt *cs = plain ? cstmt_add(&c->stmts, name, ps) : NULL;
+	pstmt_unref(ps);
+	if (!cs)
+		return false;
+	struct evbuffer *out = bufferevent_get_output(c->bev);
+	if (proto_write_msg(out, '1', NULL, 0) < 0 || proto_write_ready(out, 'I') < 0) {
+		cstmt_remove(&c->stmts, cs);
+		return false;
+	}
+	evbuffer_drain(in, total + 5);
+	return true;
+}
+
 /* ---- stale plans (0A000) ---- */
 
 bool frontend_stale_plan(struct server *s, const struct req *head)
@@ -582,8 +670,12 @@ bool frontend_stale_plan(struct server *s, const struct req *head)
 			sync_at = n;
 		n++;
 	}
-	bool retry = s->capture_state == CAP_DONE && head->seq == s->capture_seq && !s->retried &&
-		     sync_at && sync_at == n - 1 && s->client;
+	/* a client that did not ask for the row description again would read
+	 * rows of a shape it did not expect (asyncpg and pgjdbc cache it, and
+	 * re-prepare on this error themselves) */
+	bool retry = s->capture_state == CAP_DONE && s->capture_described &&
+		     head->seq == s->capture_seq && !s->retried && sync_at && sync_at == n - 1 &&
+		     s->client;
 	char name[sizeof(ss->name)];
 	memcpy(name, ss->name, sizeof(name));
 	sstmt_remove(&s->stmts, ss);

@@ -37,12 +37,19 @@ enum fe_result frontend_message(struct client *c, struct server *s, const struct
  * possible retry: TOTAL bytes at the start of IN (maybe not all there yet). */
 void frontend_capture(struct server *s, char type, struct evbuffer *in, size_t total);
 
+/* C has no server and its input starts with Parse(name) + Sync of a
+ * statement pgmux has seen prepared (same text and parameter types, one
+ * plain statement): record the name and answer ParseComplete +
+ * ReadyForQuery without borrowing a server. Returns true if it did. */
+bool frontend_idle_parse(struct client *c);
+
 /* The Bind at the head of S's queue (HEAD) failed with "cached plan must not
  * change result type": every server re-prepares the statement from now on.
  * Returns true if the failed segment will be sent again once its
  * ReadyForQuery arrives (the caller then drops the error): the Bind was the
- * first message of an implicit transaction and nothing of the segment has
- * reached the client. */
+ * first message of an implicit transaction, nothing of the segment has
+ * reached the client, and the segment asks for the row description (so the
+ * client learns the new row type). */
 bool frontend_stale_plan(struct server *s, const struct req *head);
 /* The ReadyForQuery ending the failed try arrived: send the segment again. */
 void frontend_replay(struct server *s);

@@ -47,6 +47,18 @@ struct pstmt *pstmt_intern(const uint8_t *body, size_t len)
 	return ps;
 }
 
+struct pstmt *pstmt_lookup(const uint8_t *body, size_t len)
+{
+	uint64_t h = hmap_hash(body, len);
+	pthread_mutex_lock(&intern_lock);
+	struct hnode *n = hmap_get(&interned, h, body, len);
+	struct pstmt *ps = n ? hmap_entry(n, struct pstmt, node) : NULL;
+	if (ps)
+		ps->refs++;
+	pthread_mutex_unlock(&intern_lock);
+	return ps;
+}
+
 void pstmt_ref(struct pstmt *ps)
 {
 	pthread_mutex_lock(&intern_lock);

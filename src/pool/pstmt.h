@@ -59,6 +59,8 @@ TAILQ_HEAD(sstmt_list, sstmt);
 /* The interned statement for a Parse BODY (after the name), with a new
  * reference; NULL on allocation failure. */
 struct pstmt *pstmt_intern(const uint8_t *body, size_t len);
+/* The interned statement for BODY with a new reference, if one exists. */
+struct pstmt *pstmt_lookup(const uint8_t *body, size_t len);
 void pstmt_ref(struct pstmt *ps);
 void pstmt_unref(struct pstmt *ps);
 /* Interned statements alive (tests, stats). */

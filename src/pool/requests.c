@@ -47,7 +47,9 @@ static void undo(struct server *s, struct req *r)
 	if (r->type == 'P') {
 		if (r->ss)
 			sstmt_remove(&s->stmts, r->ss);
-		if (r->cs && c)
+		if (r->cs && c && r->restore)
+			cstmt_restore(&c->stmts, r->cs); /* its DEALLOCATE never ran */
+		else if (r->cs && c)
 			cstmt_remove(&c->stmts, r->cs);
 		if (!r->ss && !r->cs && r->action == REQ_FWD && c && c->unnamed_gen == r->mark) {
 			/* the client's unnamed statement failed: it has none now */

@@ -452,8 +452,8 @@ static void note_command_tag(struct server *s, const char *tag)
 	uint64_t mark = r ? r->mark : s->stmts.counter;
 	if (c && r && strcmp(tag, "COMMIT") == 0)
 		session_txn_end(c, s, r->seq, true);
-	else if (c && r && strcmp(tag, "ROLLBACK") == 0)
-		session_txn_end(c, s, r->seq, false);
+	else if (c && strcmp(tag, "ROLLBACK") == 0)
+		session_rollback_seen(c);
 	else if (strcmp(tag, "DEALLOCATE ALL") == 0)
 		sstmt_forget_upto(&s->stmts, mark); /* not what was prepared after it */
 	else if (strcmp(tag, "DISCARD ALL") == 0) {
@@ -483,8 +483,8 @@ static int handle_active_msg(struct server *s, const struct proto_header *h, uin
 		s->txn = (char)body[0];
 		uint64_t seq = r->seq;
 		req_pop(s);
-		if (c && s->txn == 'I')
-			session_txn_end(c, s, seq, true);
+		if (c)
+			session_ready(c, s, seq, s->txn);
 		if (s->retry_armed) {
 			/* the failed try ends here: the client sees only the retry */
 			evbuffer_drain(in, total);

@@ -184,6 +184,12 @@ int session_inspect(struct client *c, const char *sql, size_t len, uint64_t seq,
 			if (record && kvlist_get(&c->sql_prepared, st->name))
 				rc = add_op(c, seq, SQL_DEALLOCATE, st->name, NULL);
 			break;
+		case SQL_SAVEPOINT:
+		case SQL_ROLLBACK_TO:
+		case SQL_RELEASE:
+			if (record && st->name[0])
+				rc = add_op(c, seq, (int)st->kind, st->name, NULL);
+			break;
 		case SQL_RESET_ALL:
 		case SQL_DISCARD_ALL:
 		case SQL_ADVISORY_UNLOCK_ALL:
@@ -244,7 +250,11 @@ void session_error(struct client *c)
 	c->txn_failed = true;
 }
 
-static int apply_op(struct client *c, const struct server *s, const struct set_op *op)
+/* Apply one committed change to C's record. *RESYNC is set when the server
+ * lost C's startup parameters (RESET takes a parameter to the server's
+ * default, not to the client's startup value as on a direct connection). */
+static int apply_op(struct client *c, const struct server *s, const struct set_op *op,
+		    bool *resync)
 {
 	switch (op->kind) {
 	case SQL_SET:
@@ -253,13 +263,17 @@ static int apply_op(struct client *c, const struct server *s, const struct set_o
 	case SQL_RESET:
 		c->sets_version++;
 		kvlist_del(&c->sets, op->name);
+		if (kvlist_get(&c->params, op->name))
+			*resync = true;
 		return 0;
 	case SQL_RESET_ALL:
 		c->sets_version++;
 		kvlist_clear(&c->sets);
+		*resync = true;
 		return 0;
 	case SQL_DISCARD_ALL:
 		c->sets_version++;
+		*resync = true;
 		kvlist_clear(&c->sets);
 		kvlist_clear(&c->sql_prepared);
 		unpin(c, s, ~BIT(PIN_LOAD));
@@ -284,33 +298,98 @@ static int apply_op(struct client *c, const struct server *s, const struct set_o
 	}
 }
 
+/* Savepoints open in the transaction being committed: name and how many
+ * kept changes preceded it. */
+struct savepoint {
+	const char *name;
+	int kept;
+};
+
 void session_txn_end(struct client *c, struct server *s, uint64_t upto, bool committed)
 {
-	int keep = 0, rc = 0;
-	bool applied = false;
-	committed = committed && !c->txn_failed;
+	int n = 0, keep = 0, nkept = 0, nsp = 0, rc = 0;
+	bool resync = false;
+	committed = committed && !c->txn_failed && !c->rollback_pending;
 	c->txn_failed = false;
-	for (int i = 0; i < c->nops; i++) {
+	c->rollback_pending = false;
+	while (n < c->nops && c->ops[n].seq <= upto)
+		n++;
+	struct set_op **kept = committed && n ? malloc((size_t)n * sizeof(*kept)) : NULL;
+	struct savepoint *sp = committed && n ? malloc((size_t)n * sizeof(*sp)) : NULL;
+	if (committed && n && (!kept || !sp))
+		rc = -1;
+	for (int i = 0; i < n && rc == 0 && committed; i++) {
 		struct set_op *op = &c->ops[i];
-		if (op->seq > upto) {
-			c->ops[keep++] = *op;
+		int j = nsp - 1;
+		switch (op->kind) {
+		case SQL_SAVEPOINT:
+			sp[nsp++] = (struct savepoint){op->name, nkept};
+			break;
+		case SQL_ROLLBACK_TO: /* undo what followed it; the savepoint stays */
+			while (j >= 0 && strcmp(sp[j].name, op->name) != 0)
+				j--;
+			if (j >= 0) {
+				nkept = sp[j].kept;
+				nsp = j + 1;
+			}
+			break;
+		case SQL_RELEASE: /* its changes now belong to the enclosing level */
+			while (j >= 0 && strcmp(sp[j].name, op->name) != 0)
+				j--;
+			if (j >= 0)
+				nsp = j;
+			break;
+		default:
+			kept[nkept++] = op;
+			break;
+		}
+	}
+	for (int i = 0; i < nkept && rc == 0; i++)
+		if (apply_op(c, s, kept[i], &resync) < 0)
+			rc = -1;
+	free(kept);
+	free(sp);
+	for (int i = 0; i < c->nops; i++) {
+		if (i >= n) {
+			c->ops[keep++] = c->ops[i];
 			continue;
 		}
-		if (committed) {
-			if (apply_op(c, s, op) < 0)
-				rc = -1;
-			applied = true;
-		}
-		free(op->name);
-		free(op->value);
+		free(c->ops[i].name);
+		free(c->ops[i].value);
 	}
 	c->nops = keep;
 	if (rc < 0) {
 		/* the record is incomplete: only this server is known to be right */
 		c->pins |= BIT(PIN_UNTRACKED);
 	}
-	if (applied && s && s->client == c)
+	if (!s || s->client != c || nkept == 0)
+		return;
+	if (resync) {
+		/* replay everything at the next link, startup parameters included */
+		kvlist_clear(&s->applied);
+		s->dirty_params = true;
+		s->last_client_id = 0;
+	} else {
 		s->synced_version = c->sets_version; /* it ran them itself */
+	}
+}
+
+void session_ready(struct client *c, struct server *s, uint64_t upto, char status)
+{
+	if (status == 'I') {
+		session_txn_end(c, s, upto, true);
+		return;
+	}
+	/* still in a transaction: a ROLLBACK tag was a ROLLBACK TO SAVEPOINT,
+	 * and at status T any error before has been rolled back to a savepoint */
+	c->rollback_pending = false;
+	if (status == 'T')
+		c->txn_failed = false;
+}
+
+void session_rollback_seen(struct client *c)
+{
+	c->rollback_pending = true;
 }
 
 /* ---- replaying settings on a server ---- */

@@ -65,8 +65,13 @@ void session_pin(struct client *c, const struct server *s, unsigned reasons);
 /* An ErrorResponse reached C: its transaction will not commit. */
 void session_error(struct client *c);
 /* A transaction of C's ended on S: apply (COMMITTED) or drop the changes
- * queued up to client message UPTO. */
+ * queued up to client message UPTO, honouring savepoints rolled back to. */
 void session_txn_end(struct client *c, struct server *s, uint64_t upto, bool committed);
+/* ReadyForQuery with STATUS answered client message UPTO. */
+void session_ready(struct client *c, struct server *s, uint64_t upto, char status);
+/* A CommandComplete "ROLLBACK": a rollback, or a ROLLBACK TO SAVEPOINT if the
+ * transaction goes on (told by the next ReadyForQuery). */
+void session_rollback_seen(struct client *c);
 
 /* True if S already carries exactly C's session settings. */
 bool session_in_sync(const struct server *s, const struct client *c);

@@ -261,7 +261,29 @@ class ActivitySampler:
 CRASH_PATTERNS = re.compile(r"AddressSanitizer|runtime error|LeakSanitizer|ThreadSanitizer")
 
 
-class Pgmux:
+class PgClients:
+    """psycopg helpers for anything with .port and .passwords (a pgmux, or
+    PostgreSQL itself)."""
+
+    def dsn(self, user="app", dbname=DB, password=None, **kw):
+        if password is None:
+            password = self.passwords.get(user, "")
+        parts = {"host": HOST, "port": self.port, "user": user, "dbname": dbname,
+                 "password": password, "connect_timeout": 10}
+        parts.update(kw)
+        return " ".join("%s=%s" % (k, _conninfo_quote(v)) for k, v in parts.items()
+                        if v is not None)
+
+    def connect(self, user="app", dbname=DB, password=None, autocommit=True,
+                prepare_threshold=5, **kw):
+        """A psycopg connection, with psycopg's default prepare_threshold (a
+        query run 5 times becomes a named prepared statement), which
+        transaction pooling supports."""
+        return psycopg.connect(self.dsn(user=user, dbname=dbname, password=password, **kw),
+                               autocommit=autocommit, prepare_threshold=prepare_threshold)
+
+
+class Pgmux(PgClients):
     """One pgmux process with its own config dir."""
 
     def __init__(self, pg, workdir, pool_size=5, pool_mode="transaction",
@@ -426,22 +448,6 @@ class Pgmux:
 
     # -- clients ---------------------------------------------------------------
 
-    def dsn(self, user="app", dbname=DB, password=None, **kw):
-        if password is None:
-            password = self.passwords.get(user, "")
-        parts = {"host": HOST, "port": self.port, "user": user, "dbname": dbname,
-                 "password": password, "connect_timeout": 10}
-        parts.update(kw)
-        return " ".join("%s=%s" % (k, _conninfo_quote(v)) for k, v in parts.items()
-                        if v is not None)
-
-    def connect(self, user="app", dbname=DB, password=None, autocommit=True,
-                prepare_threshold=5, **kw):
-        """A psycopg connection, with psycopg's default prepare_threshold (a
-        query run 5 times becomes a named prepared statement), which
-        transaction pooling supports."""
-        return psycopg.connect(self.dsn(user=user, dbname=dbname, password=password, **kw),
-                               autocommit=autocommit, prepare_threshold=prepare_threshold)
 
     def wire(self, timeout=5.0):
         return pgwire.PgWire(HOST, self.port, timeout=timeout)

@@ -86,8 +86,8 @@ static const struct tcase cases[] = {
 	{"SELECT set_config('a', 'b', $1)", 0, 1, {K(SQL_SET_CONFIG_SESSION)}},
 	{"SELECT set_config('a', 'b')", 0, 1, {O}},
 	{"SELECT set_config FROM t WHERE false", 0, 1, {O}},
-	{"ROLLBACK TO SAVEPOINT x", 0, 1, {O}},
-	{"rollback work to x", 0, 1, {O}},
+	{"ROLLBACK TO SAVEPOINT x", 0, 1, {{SQL_ROLLBACK_TO, "x", NULL}}},
+	{"rollback work to x", 0, 1, {{SQL_ROLLBACK_TO, "x", NULL}}},
 	{"DISCARD TEMP", 0, 1, {O}},
 	{"DISCARD ALL", 0, 1, {K(SQL_DISCARD_ALL)}},
 	/* SET and friends */
@@ -130,6 +130,15 @@ static const struct tcase cases[] = {
 	{"PREPARE transaction AS SELECT 1", 0, 1, {{SQL_PREPARE, "transaction", NULL}}},
 	{"LISTEN \"Chan\"", 0, 1, {{SQL_LISTEN, "Chan", NULL}}},
 	{"UNLISTEN *", 0, 1, {{SQL_UNLISTEN, "*", NULL}}},
+	{"SAVEPOINT s1", 0, 1, {{SQL_SAVEPOINT, "s1", NULL}}},
+	{"savepoint \"S 2\"", 0, 1, {{SQL_SAVEPOINT, "S 2", NULL}}},
+	{"ROLLBACK TO SAVEPOINT s1", 0, 1, {{SQL_ROLLBACK_TO, "s1", NULL}}},
+	{"rollback work to S1", 0, 1, {{SQL_ROLLBACK_TO, "s1", NULL}}},
+	{"ROLLBACK TRANSACTION TO SAVEPOINT savepoint", 0, 1, {{SQL_ROLLBACK_TO, "savepoint", NULL}}},
+	{"RELEASE SAVEPOINT s2", 0, 1, {{SQL_RELEASE, "s2", NULL}}},
+	{"RELEASE s2", 0, 1, {{SQL_RELEASE, "s2", NULL}}},
+	{"RELEASE savepoint", 0, 1, {{SQL_RELEASE, "savepoint", NULL}}},
+	{"SELECT 'SAVEPOINT x'", 0, 1, {{SQL_OTHER, NULL, NULL}}},
 	{"unlisten Chan", 0, 1, {{SQL_UNLISTEN, "chan", NULL}}},
 	{"LOAD 'auto_explain'", 0, 1, {{SQL_LOAD, "", "auto_explain"}}},
 	/* transactions */
@@ -442,7 +451,7 @@ START_TEST(test_kind_names)
 		"other", "set", "set_local", "reset", "reset_all", "discard_all", "deallocate",
 		"deallocate_all", "prepare", "listen", "unlisten", "temp_table", "hold_cursor",
 		"load", "set_role", "advisory_lock", "advisory_unlock_all", "set_config_session",
-		"begin", "end",
+		"begin", "end", "savepoint", "rollback_to", "release",
 	};
 	size_t i;
 
