@@ -793,6 +793,8 @@ void client_forward(struct client *c)
 			}
 			continue;
 		}
+		if (txn_mode && s->nclose)
+			frontend_flush_closes(s);
 		if (txn_mode && frontend_wants(h.type)) {
 			enum fe_result fr = frontend_message(c, s, &h, avail);
 			if (fr == FE_WAIT)

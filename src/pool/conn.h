@@ -49,6 +49,7 @@ enum server_state {
 /* What pgmux does once an internal query finishes. */
 enum server_after {
 	AFTER_LINK,    /* param sync done: start forwarding the client's messages */
+	AFTER_SYNC,    /* client_encoding switched: run the param sync (pending_sync) next */
 	AFTER_RELEASE, /* reset or rollback done: back to the pool */
 	AFTER_DISCARD, /* rollback done in session mode: DISCARD ALL next, then the pool */
 };
@@ -79,7 +80,8 @@ struct req {
 	uint8_t fake;          /* enum req_fake (REQ_FAKE) */
 	struct sstmt *ss;      /* held: P: the statement it prepares on the server */
 	struct cstmt *cs;      /* held: client statement a P registered / a C removed */
-	uint64_t mark;         /* Q: server statement registrations when it was sent */
+	uint64_t mark;         /* server statement registrations when it was sent */
+	uint64_t cmark;        /* the client's statement registrations when it was sent */
 	bool restore;          /* P: cs was removed by it (DEALLOCATE): put back if skipped */
 };
 
@@ -98,6 +100,8 @@ struct set_op {
 	char *name;            /* owned; NULL if none */
 	char *value;           /* owned: SQL text of the value; NULL if none */
 };
+
+#define UNNAMED_UNKNOWN UINT64_MAX
 
 struct client {
 	enum client_state state;
@@ -129,16 +133,19 @@ struct client {
 	uint64_t wait_start_ms;      /* when it joined the wait queue */
 	/* transaction pooling: session state pgmux carries from server to server */
 	struct hmap stmts;           /* owned: name -> struct cstmt (named prepared statements) */
+	uint64_t stmt_regs;          /* names registered so far (struct cstmt.reg) */
 	uint8_t *unnamed;            /* owned: body of its last Parse of the unnamed statement */
 	size_t unnamed_len;          /* 0: it has no unnamed statement */
 	size_t unnamed_cap;
 	uint64_t unnamed_gen;        /* bumped at each Parse of the unnamed statement */
+	unsigned unnamed_kinds;      /* sqllex kinds of its query (session effects at Bind) */
 	struct kvlist sets;          /* owned: name -> SQL value of its committed SETs */
 	uint64_t sets_version;       /* bumped whenever sets changes */
 	struct set_op *ops;          /* owned: changes waiting for their transaction's end */
 	int nops, capops;
 	bool txn_failed;             /* an ErrorResponse since the last transaction end */
 	bool rollback_pending;       /* a "ROLLBACK" tag since the last ReadyForQuery */
+	int rollback_tos;            /* ROLLBACK TO SAVEPOINTs sent whose tag has not come */
 	unsigned pins;               /* bitmask of enum pin_reason: pinned while nonzero */
 	struct kvlist sql_prepared;  /* owned: names of SQL-level PREPAREs (value unused) */
 	struct event *timer;         /* owned: login timeout / borrow timeout */
@@ -174,7 +181,11 @@ struct server {
 	bool dirty_params;           /* a client changed settings: RESET ALL before another one */
 	struct kvlist applied_sets;  /* owned: client SETs pgmux replayed on it (name -> SQL) */
 	struct sstmt_reg stmts;      /* named statements prepared on it */
-	uint64_t unnamed_owner;      /* client id whose unnamed statement it holds; 0: none */
+	char *pending_sync;          /* owned: the sync query to run after AFTER_SYNC */
+	char (*to_close)[32];        /* owned: its statements to Close once nothing is in flight */
+	int nclose, capclose;
+	uint64_t unnamed_owner;      /* client id whose unnamed statement it holds; 0: none;
+				* UNNAMED_UNKNOWN: maybe someone's (a skipped Parse/Close) */
 	uint64_t unnamed_gen;        /* that client's unnamed_gen */
 	bool ext_failed;             /* an error in extended messages: the backend skips to Sync */
 	/* transparent retry of a segment that failed with 0A000 (stale plan) */

@@ -56,7 +56,7 @@ static int push(struct server *s, uint64_t seq, char type, enum req_action actio
 		struct sstmt *ss, struct cstmt *cs)
 {
 	struct req r = {.seq = seq, .type = type, .action = (uint8_t)action, .ss = ss, .cs = cs,
-			.mark = s->stmts.counter};
+			.mark = s->stmts.counter, .cmark = s->client ? s->client->stmt_regs : 0};
 	return req_push(s, &r);
 }
 
@@ -64,7 +64,8 @@ static int push_fake(struct server *s, uint64_t seq, char type, enum req_fake fa
 		     struct cstmt *cs)
 {
 	struct req r = {.seq = seq, .type = type, .action = REQ_FAKE, .fake = (uint8_t)fake,
-			.cs = cs, .mark = s->stmts.counter};
+			.cs = cs, .mark = s->stmts.counter,
+			.cmark = s->client ? s->client->stmt_regs : 0};
 	return req_push(s, &r);
 }
 
@@ -79,11 +80,16 @@ static int inject_error(struct server *s, uint64_t seq, const char *sqlstate, co
 		return -1;
 	evbuffer_add_printf(sql, "DO $pgmux$BEGIN RAISE EXCEPTION USING ERRCODE = '%s', MESSAGE = E'",
 			    sqlstate);
+	/* plain ASCII only: the bytes of a client's name are in its encoding,
+	 * which a multibyte encoding could turn into a quote */
 	for (const char *p = msg; *p; p++) {
-		if (*p == '\'' || *p == '\\')
-			evbuffer_add_printf(sql, "\\%c", *p);
-		else if (*p == '$')
+		unsigned char ch = (unsigned char)*p;
+		if (ch == '\'' || ch == '\\')
+			evbuffer_add_printf(sql, "\\%c", ch);
+		else if (ch == '$')
 			evbuffer_add(sql, "\\x24", 4);
+		else if (ch < 0x20 || ch >= 0x7f)
+			evbuffer_add(sql, "?", 1);
 		else
 			evbuffer_add(sql, p, 1);
 	}
@@ -104,7 +110,7 @@ static int inject_error(struct server *s, uint64_t seq, const char *sqlstate, co
 		rc = write_msg(sout(s), 'P', 2, pp, pl) | write_msg(sout(s), 'B', 1, bp, bl) |
 		     write_msg(sout(s), 'E', 1, ep, el);
 	evbuffer_free(sql);
-	s->unnamed_owner = 0;
+	s->unnamed_owner = UNNAMED_UNKNOWN; /* the DO block, or the old one if skipped */
 	s->ext_open = true;
 	if (rc == 0)
 		rc = push(s, seq, 'P', REQ_SKIP, NULL, NULL) | push(s, seq, 'B', REQ_SKIP, NULL, NULL) |
@@ -123,6 +129,37 @@ static int write_close(struct server *s, uint64_t seq, const char *name)
 	return push(s, seq, 'C', REQ_SKIP, NULL, NULL);
 }
 
+/* Close server statement NAME, which pgmux no longer tracks. Only where
+ * nothing queued before it can fail (a Close the backend skips would leave
+ * it there for good): otherwise it waits in S's to_close list. */
+static int close_server_stmt(struct server *s, uint64_t seq, const char *name)
+{
+	if (s->reqs.count == 0 && !s->ext_failed && (!s->client || s->client->stream_left == 0))
+		return write_close(s, seq, name);
+	if (s->nclose == s->capclose) {
+		int cap = s->capclose ? s->capclose * 2 : 8;
+		char(*v)[32] = realloc(s->to_close, (size_t)cap * sizeof(*v));
+		if (!v)
+			return 0; /* it stays prepared on that server: harmless */
+		s->to_close = v;
+		s->capclose = cap;
+	}
+	snprintf(s->to_close[s->nclose++], sizeof(s->to_close[0]), "%s", name);
+	return 0;
+}
+
+void frontend_flush_closes(struct server *s)
+{
+	if (!s->nclose || s->reqs.count || s->ext_failed)
+		return;
+	for (int i = 0; i < s->nclose; i++)
+		if (write_close(s, s->seq, s->to_close[i]) < 0) {
+			server_close(s, "out_of_memory");
+			return;
+		}
+	s->nclose = 0;
+}
+
 /* Make room for one more statement on S: close the least recently used. */
 static int evict(struct server *s, uint64_t seq)
 {
@@ -134,7 +171,7 @@ static int evict(struct server *s, uint64_t seq)
 		char name[sizeof(v->name)];
 		memcpy(name, v->name, sizeof(name));
 		sstmt_remove(&s->stmts, v);
-		if (write_close(s, seq, name) < 0)
+		if (close_server_stmt(s, seq, name) < 0)
 			return -1;
 	}
 	return 0;
@@ -154,7 +191,7 @@ static struct sstmt *ensure_prepared(struct server *s, uint64_t seq, struct pstm
 		char name[sizeof(ss->name)];
 		memcpy(name, ss->name, sizeof(name));
 		sstmt_remove(&s->stmts, ss);
-		if (write_close(s, seq, name) < 0)
+		if (close_server_stmt(s, seq, name) < 0)
 			return NULL;
 	}
 	if (evict(s, seq) < 0 || !(ss = sstmt_add(&s->stmts, ps)))
@@ -174,7 +211,7 @@ static int ensure_unnamed(struct client *c, struct server *s, uint64_t seq)
 	if (s->unnamed_owner == c->id && s->unnamed_gen == c->unnamed_gen)
 		return 1; /* the server holds the client's current one */
 	if (c->unnamed_len == 0)
-		return s->unnamed_owner == 0 ? 1 : 0;
+		return s->unnamed_owner == 0 ? 1 : 0; /* none there either: its own 26000 */
 	const void *parts[] = {c->unnamed};
 	size_t lens[] = {c->unnamed_len};
 	/* owner first: a push the backend will skip undoes it at once */
@@ -189,30 +226,41 @@ static int ensure_unnamed(struct client *c, struct server *s, uint64_t seq)
 
 /* Note what SQL does; returns 1 if it was refused (error injected), 0 to go
  * on, -1 on failure. */
+/* Note what SQL does. RUN: it executes now (a Query, or the Bind of a
+ * prepared statement), so its setting changes are queued under SEQ and the
+ * server becomes dirty; a Parse only pins (and may be refused). Returns 1
+ * if it was refused (error injected), 0 to go on, -1 on failure. */
 static int inspect(struct client *c, struct server *s, const char *sql, size_t len, uint64_t seq,
-		   struct session_effects *fx)
+		   bool run, struct session_effects *fx)
 {
 	bool deny = pool_db(c->pool)->session_pinning == PINNING_DENY;
-	/* a first pass without recording when a refusal is possible */
-	if (session_inspect(c, sql, len, seq, !deny, fx) < 0)
+	if (session_inspect(c, sql, len, seq, false, fx) < 0)
 		return -1;
-	if (deny) {
-		if (fx->pins) {
-			char msg[200];
-			session_deny_message(fx->pins, msg, sizeof(msg));
-			log_info("session_pinning_denied", "db=%s user=%s addr=%s client=%llu",
-				 pool_db_name(c->pool), pool_user(c->pool), c->addr,
-				 (unsigned long long)c->id);
-			return inject_error(s, seq, "0A000", msg) < 0 ? -1 : 1;
-		}
-		if (session_inspect(c, sql, len, seq, true, fx) < 0)
-			return -1;
+	if (deny && fx->pins) {
+		char msg[200];
+		session_deny_message(fx->pins, msg, sizeof(msg));
+		log_info("session_pinning_denied", "db=%s user=%s addr=%s client=%llu",
+			 pool_db_name(c->pool), pool_user(c->pool), c->addr, (unsigned long long)c->id);
+		return inject_error(s, seq, "0A000", msg) < 0 ? -1 : 1;
 	}
+	if (run && session_has_effects(fx->kinds) && session_inspect(c, sql, len, seq, true, fx) < 0)
+		return -1;
 	if (fx->pins)
 		session_pin(c, s, fx->pins);
-	if (fx->sets)
+	if (run && fx->sets)
 		s->dirty_params = true;
 	return 0;
+}
+
+/* The Bind of a prepared statement whose text (KINDS from the lexer) changes
+ * the session: its effects happen now. */
+static int run_effects(struct client *c, struct server *s, uint64_t seq, const char *sql,
+		       unsigned kinds)
+{
+	struct session_effects fx;
+	if (!session_has_effects(kinds))
+		return 0;
+	return inspect(c, s, sql, strlen(sql), seq, true, &fx) < 0 ? -1 : 0;
 }
 
 /* ---- one handler per message type ---- */
@@ -243,10 +291,11 @@ static int on_query(struct client *c, struct server *s, uint64_t seq, const uint
 	const char *sql = (const char *)msg + 5;
 	size_t len = strnlen(sql, total - 5);
 	struct session_effects fx;
-	/* a simple Query drops the unnamed statement, on the server too */
+	/* a simple Query drops the unnamed statement, on the server too (unless
+	 * the backend skips it: then who knows) */
 	c->unnamed_len = 0;
-	s->unnamed_owner = 0;
-	int rc = inspect(c, s, sql, len, seq, &fx);
+	s->unnamed_owner = s->ext_failed ? UNNAMED_UNKNOWN : 0;
+	int rc = inspect(c, s, sql, len, seq, true, &fx);
 	if (rc < 0)
 		return -1;
 	if (rc == 1) {
@@ -267,12 +316,11 @@ static int on_query(struct client *c, struct server *s, uint64_t seq, const uint
 			return r;
 		}
 	}
-	if (fx.deallocate_all || fx.discard_all) {
-		cstmt_clear(&c->stmts);
-		if (fx.nstmts == 1 && fx.single_kind == SQL_DEALLOCATE_ALL &&
-		    !(c->pins & (1u << PIN_SQL_PREPARE)))
-			return push_fake(s, seq, 'Q', FAKE_DEALLOCATE_ALL, NULL);
-	}
+	/* the client's names go when DEALLOCATE ALL / DISCARD ALL has run (its
+	 * tag, or pgmux's own answer), not if it fails */
+	if (fx.nstmts == 1 && fx.single_kind == SQL_DEALLOCATE_ALL &&
+	    !(c->pins & (1u << PIN_SQL_PREPARE)))
+		return push_fake(s, seq, 'Q', FAKE_DEALLOCATE_ALL, NULL);
 	return forward_as_is(s, seq, 'Q', msg, total);
 }
 
@@ -326,11 +374,9 @@ static int on_parse(struct client *c, struct server *s, uint64_t seq, const uint
 		return inject_error(s, seq, "42P05", m);
 	}
 	struct session_effects fx;
-	int rc = inspect(c, s, sql, strlen(sql), seq, &fx);
+	int rc = inspect(c, s, sql, strlen(sql), seq, false, &fx);
 	if (rc != 0)
 		return rc < 0 ? -1 : 0;
-	if (fx.discard_all || fx.deallocate_all)
-		cstmt_clear(&c->stmts); /* the backend drops its own, and the tags tell */
 	if (fx.nstmts == 1 && fx.single_kind == SQL_DEALLOCATE && cstmt_find(&c->stmts, fx.single_name))
 		return parse_deallocate(c, s, seq, name, cstmt_find(&c->stmts, fx.single_name));
 	if (!name[0]) {
@@ -346,6 +392,7 @@ static int on_parse(struct client *c, struct server *s, uint64_t seq, const uint
 		}
 		memcpy(c->unnamed, msg + 5, blen);
 		c->unnamed_len = blen;
+		c->unnamed_kinds = fx.kinds;
 		c->unnamed_gen++;
 		s->unnamed_owner = c->id;
 		s->unnamed_gen = c->unnamed_gen;
@@ -357,10 +404,12 @@ static int on_parse(struct client *c, struct server *s, uint64_t seq, const uint
 	struct pstmt *ps = pstmt_intern(rest, rest_len);
 	if (!ps)
 		return -1;
+	__atomic_store_n(&ps->state_kinds, fx.kinds, __ATOMIC_RELAXED);
 	struct cstmt *cs = cstmt_add(&c->stmts, name, ps);
 	pstmt_unref(ps);
 	if (!cs)
 		return -1;
+	cs->reg = ++c->stmt_regs;
 	struct sstmt *ss = sstmt_find(&s->stmts, ps);
 	if (ss && ss->gen == __atomic_load_n(&ps->gen, __ATOMIC_RELAXED)) {
 		/* already there: answer for it */
@@ -371,7 +420,7 @@ static int on_parse(struct client *c, struct server *s, uint64_t seq, const uint
 		char old[sizeof(ss->name)];
 		memcpy(old, ss->name, sizeof(old));
 		sstmt_remove(&s->stmts, ss);
-		if (write_close(s, seq, old) < 0)
+		if (close_server_stmt(s, seq, old) < 0)
 			return -1;
 	}
 	if (evict(s, seq) < 0 || !(ss = sstmt_add(&s->stmts, ps)))
@@ -438,6 +487,13 @@ static int on_bind(struct client *c, struct server *s, uint64_t seq, const uint8
 	const char *sname = map_statement(c, s, seq, stmt, &ss, &rc);
 	if (!sname)
 		return rc < 0 ? -1 : 3; /* 3: skip the whole client message */
+	/* a statement that changes the session does so when it runs */
+	if (ss && run_effects(c, s, seq, (const char *)ss->ps->body,
+			      __atomic_load_n(&ss->ps->state_kinds, __ATOMIC_RELAXED)) < 0)
+		return -1;
+	if (!stmt[0] && c->unnamed_len > 1 &&
+	    run_effects(c, s, seq, (const char *)c->unnamed + 1, c->unnamed_kinds) < 0)
+		return -1;
 	size_t plen = strlen(portal) + 1, olen = strlen(stmt) + 1, nlen = strlen(sname) + 1;
 	size_t head = 5 + plen + olen; /* what is replaced */
 	uint32_t newlen = (uint32_t)(total - 1 - olen + nlen);
@@ -488,7 +544,7 @@ static int on_close(struct client *c, struct server *s, uint64_t seq, const uint
 			c->unnamed_len = 0; /* closing the unnamed statement */
 			if (s->unnamed_owner != c->id)
 				return push_fake(s, seq, 'C', FAKE_CLOSE_COMPLETE, NULL);
-			s->unnamed_owner = 0;
+			s->unnamed_owner = UNNAMED_UNKNOWN; /* unless the backend skips it */
 		}
 		return forward_as_is(s, seq, 'C', msg, total);
 	}
@@ -647,6 +703,7 @@ bool frontend_idle_parse(struct client *c)
 	pstmt_unref(ps);
 	if (!cs)
 		return false;
+	cs->reg = ++c->stmt_regs;
 	struct evbuffer *out = bufferevent_get_output(c->bev);
 	if (proto_write_msg(out, '1', NULL, 0) < 0 || proto_write_ready(out, 'I') < 0) {
 		cstmt_remove(&c->stmts, cs);
@@ -679,11 +736,10 @@ bool frontend_stale_plan(struct server *s, const struct req *head)
 	char name[sizeof(ss->name)];
 	memcpy(name, ss->name, sizeof(name));
 	sstmt_remove(&s->stmts, ss);
-	/* close the stale copy after the Sync that ends the skipping */
-	if (sync_at && write_close(s, 0, name) < 0) {
-		server_close(s, "out_of_memory");
-		return false;
-	}
+	/* the stale copy is closed once nothing is in flight (never in the
+	 * middle of a message the client is still sending) */
+	if (s->nclose < 1024)
+		(void)close_server_stmt(s, 0, name);
 	if (retry) {
 		s->retry_armed = true;
 		log_info("stale_plan_retry", "db=%s user=%s client=%llu server_pid=%u statement=%s",

@@ -43,6 +43,10 @@ void frontend_capture(struct server *s, char type, struct evbuffer *in, size_t t
  * ReadyForQuery without borrowing a server. Returns true if it did. */
 bool frontend_idle_parse(struct client *c);
 
+/* Close the server statements waiting in S's to_close list, if nothing is
+ * in flight on S. Call only between two client messages. */
+void frontend_flush_closes(struct server *s);
+
 /* The Bind at the head of S's queue (HEAD) failed with "cached plan must not
  * change result type": every server re-prepares the statement from now on.
  * Returns true if the failed segment will be sent again once its

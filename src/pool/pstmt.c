@@ -164,6 +164,25 @@ static void cstmt_clear_one(struct hnode *n, void *arg)
 	cstmt_remove(arg, hmap_entry(n, struct cstmt, node));
 }
 
+struct forget_arg {
+	struct hmap *m;
+	uint64_t mark;
+};
+
+static void cstmt_forget_one(struct hnode *n, void *arg)
+{
+	struct forget_arg *a = arg;
+	struct cstmt *cs = hmap_entry(n, struct cstmt, node);
+	if (cs->reg <= a->mark)
+		cstmt_remove(a->m, cs);
+}
+
+void cstmt_forget_upto(struct hmap *m, uint64_t mark)
+{
+	struct forget_arg a = {m, mark};
+	hmap_each(m, cstmt_forget_one, &a);
+}
+
 void cstmt_clear(struct hmap *m)
 {
 	hmap_each(m, cstmt_clear_one, m);

@@ -29,7 +29,8 @@ struct pstmt {
 	size_t len;
 	int refs;              /* [intern lock] */
 	unsigned gen;          /* atomic: bumped when a server reports the plan stale (0A000) */
-	unsigned state_kinds;  /* sqllex kinds bitmask of the query text (session state) */
+	unsigned state_kinds;  /* atomic: sqllex kinds of the query (its session effects run at
+				* each Bind) */
 };
 
 struct cstmt {
@@ -38,6 +39,7 @@ struct cstmt {
 	struct pstmt *ps;      /* one reference */
 	int inflight;          /* requests in a server's queue that point here */
 	bool dead;             /* removed from the map; freed when inflight drops to 0 */
+	uint64_t reg;          /* the client's registration number (struct client.stmt_regs) */
 };
 
 enum sstmt_state { SS_PENDING, SS_READY };
@@ -78,6 +80,9 @@ void cstmt_restore(struct hmap *m, struct cstmt *cs);
 void cstmt_hold(struct cstmt *cs);
 void cstmt_release(struct cstmt *cs);
 void cstmt_clear(struct hmap *m);
+/* Remove every statement registered at or before MARK (DEALLOCATE ALL or
+ * DISCARD ALL ran; a Parse pipelined after it stays). */
+void cstmt_forget_upto(struct hmap *m, uint64_t mark);
 
 /* ---- per server ---- */
 struct sstmt_reg {

@@ -55,10 +55,10 @@ static void undo(struct server *s, struct req *r)
 			/* the client's unnamed statement failed: it has none now */
 			c->unnamed_len = 0;
 			if (s->unnamed_owner == c->id)
-				s->unnamed_owner = 0;
+				s->unnamed_owner = UNNAMED_UNKNOWN;
 		}
 		if (r->action == REQ_SKIP && !r->ss)
-			s->unnamed_owner = 0; /* an injected unnamed Parse */
+			s->unnamed_owner = UNNAMED_UNKNOWN; /* an injected unnamed Parse skipped */
 	} else if (r->type == 'C' && r->cs && c) {
 		cstmt_restore(&c->stmts, r->cs); /* the Close never happened */
 	}
@@ -73,8 +73,8 @@ int req_push(struct server *s, const struct req *r)
 		sstmt_hold(copy.ss);
 	if (copy.cs)
 		cstmt_hold(copy.cs);
-	if (s->ext_failed && copy.type != 'S' && copy.type != 'Q' && copy.type != 'F') {
-		undo(s, &copy); /* the backend will skip it */
+	if (s->ext_failed && copy.type != 'S') {
+		undo(s, &copy); /* the backend skips everything up to Sync, Query included */
 		return 0;
 	}
 	if (copy.type == 'S')
@@ -144,6 +144,8 @@ static void write_fake(struct server *s, struct req *r)
 						  "until end of transaction block");
 		} else if (out) {
 			const char *tag = r->fake == FAKE_DEALLOCATE ? "DEALLOCATE" : "DEALLOCATE ALL";
+			if (r->fake == FAKE_DEALLOCATE_ALL && c)
+				cstmt_forget_upto(&c->stmts, r->cmark);
 			proto_write_msg(out, 'C', tag, strlen(tag) + 1);
 		}
 		if (out)

@@ -28,6 +28,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 #include <sys/socket.h>
 #include <unistd.h>
 
@@ -90,6 +91,8 @@ void server_free(struct server *s)
 	kvlist_clear(&s->applied_sets);
 	req_clear(s);
 	sstmt_clear(&s->stmts);
+	free(s->to_close);
+	free(s->pending_sync);
 	if (s->capture)
 		evbuffer_free(s->capture);
 	free(s);
@@ -296,7 +299,25 @@ void server_link(struct server *s, struct client *c)
 	}
 	evbuffer_add(sql, "", 1);
 	const char *q = (const char *)evbuffer_pullup(sql, -1);
-	int rc = q ? start_internal(s, q, AFTER_LINK) : -1;
+	int rc = -1;
+	const char *enc = kvlist_get(&c->view, "client_encoding");
+	const char *senc = kvlist_get(&s->reported, "client_encoding");
+	bool ascii = true;
+	for (const char *p = q; p && *p && ascii; p++)
+		ascii = (unsigned char)*p < 0x80;
+	if (q && !ascii && enc && senc && strcasecmp(enc, senc) != 0) {
+		/* the backend reads a whole Query in its current client_encoding,
+		 * the previous client's: switch to this client's first */
+		char set[96];
+		free(s->pending_sync);
+		s->pending_sync = strdup(q);
+		snprintf(set, sizeof(set), "SET client_encoding TO '%s'", enc);
+		if (s->pending_sync && strspn(enc, "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz"
+						   "0123456789_-") == strlen(enc))
+			rc = start_internal(s, set, AFTER_SYNC);
+	} else if (q) {
+		rc = start_internal(s, q, AFTER_LINK);
+	}
 	evbuffer_free(sql);
 	if (rc < 0)
 		server_close(s, "out_of_memory");
@@ -399,7 +420,8 @@ void server_client_gone(struct server *s)
 void server_note_client_msg(struct server *s, char type)
 {
 	s->seq++;
-	struct req r = {.seq = s->seq, .type = type, .action = REQ_FWD, .mark = s->stmts.counter};
+	struct req r = {.seq = s->seq, .type = type, .action = REQ_FWD, .mark = s->stmts.counter,
+			.cmark = s->client ? s->client->stmt_regs : 0};
 	switch (type) {
 	case 'S':
 		s->ext_open = false;
@@ -454,10 +476,14 @@ static void note_command_tag(struct server *s, const char *tag)
 		session_txn_end(c, s, r->seq, true);
 	else if (c && strcmp(tag, "ROLLBACK") == 0)
 		session_rollback_seen(c);
-	else if (strcmp(tag, "DEALLOCATE ALL") == 0)
+	else if (strcmp(tag, "DEALLOCATE ALL") == 0) {
 		sstmt_forget_upto(&s->stmts, mark); /* not what was prepared after it */
-	else if (strcmp(tag, "DISCARD ALL") == 0) {
+		if (c && r)
+			cstmt_forget_upto(&c->stmts, r->cmark);
+	} else if (strcmp(tag, "DISCARD ALL") == 0) {
 		sstmt_forget_upto(&s->stmts, mark);
+		if (c && r)
+			cstmt_forget_upto(&c->stmts, r->cmark);
 		kvlist_clear(&s->applied);
 		kvlist_clear(&s->applied_sets);
 		s->last_client_id = 0; /* the client's own parameters are gone too */
@@ -595,12 +621,21 @@ static void internal_done(struct server *s)
 {
 	struct client *c = s->client;
 	if (s->internal_err[0]) {
-		if (c && s->after == AFTER_LINK) {
+		if (c && (s->after == AFTER_LINK || s->after == AFTER_SYNC)) {
 			unlink_client(s);
 			client_close(c, s->internal_err, "server_parameter_rejected",
 				     "pgmux: server rejected a startup parameter: %s", s->internal_msg);
 		}
 		server_close(s, "internal_query_failed");
+		return;
+	}
+	if (s->after == AFTER_SYNC && c && s->pending_sync) {
+		char *q = s->pending_sync;
+		s->pending_sync = NULL;
+		int rc = start_internal(s, q, AFTER_LINK);
+		free(q);
+		if (rc < 0)
+			server_close(s, "out_of_memory");
 		return;
 	}
 	if (s->after == AFTER_LINK && c) {

@@ -130,6 +130,64 @@ static int record_set(struct client *c, uint64_t seq, const struct sqllex_stmt *
 	return add_op(c, seq, SQL_SET, st->name, v);
 }
 
+/* SET SESSION CHARACTERISTICS AS TRANSACTION <modes>: the settings it
+ * stands for, so that two of them add up as they do on the server. */
+static int record_characteristics(struct client *c, uint64_t seq, const struct sqllex_stmt *st,
+				  bool record, struct session_effects *fx)
+{
+	static const struct {
+		const char *words, *name, *value;
+	} modes[] = {
+		{"isolation level serializable", "default_transaction_isolation", "E'serializable'"},
+		{"isolation level repeatable read", "default_transaction_isolation", "E'repeatable read'"},
+		{"isolation level read committed", "default_transaction_isolation", "E'read committed'"},
+		{"isolation level read uncommitted", "default_transaction_isolation",
+		 "E'read uncommitted'"},
+		{"read only", "default_transaction_read_only", "on"},
+		{"read write", "default_transaction_read_only", "off"},
+		{"not deferrable", "default_transaction_deferrable", "off"},
+		{"deferrable", "default_transaction_deferrable", "on"},
+	};
+	char words[sizeof(st->value)];
+	size_t n = 0;
+	bool space = true;
+	/* lower case, commas and runs of blanks as one space */
+	for (const char *p = st->value; *p && n + 1 < sizeof(words); p++) {
+		char ch = (*p >= 'A' && *p <= 'Z') ? (char)(*p + 32) : *p;
+		if (ch == ',' || ch == ' ' || ch == '\t' || ch == '\n' || ch == '\r') {
+			if (!space)
+				words[n++] = ' ';
+			space = true;
+			continue;
+		}
+		words[n++] = ch;
+		space = false;
+	}
+	words[n] = '\0';
+	const char *p = words;
+	int rc = 0;
+	while (*p && rc == 0) {
+		size_t i;
+		for (i = 0; i < sizeof(modes) / sizeof(modes[0]); i++) {
+			size_t wl = strlen(modes[i].words);
+			if (strncmp(p, modes[i].words, wl) == 0 && (p[wl] == ' ' || !p[wl]))
+				break;
+		}
+		if (i == sizeof(modes) / sizeof(modes[0]) || st->value_truncated) {
+			fx->pins |= BIT(PIN_UNTRACKED);
+			return 0;
+		}
+		if (record) {
+			char *v = strdup(modes[i].value);
+			rc = v ? add_op(c, seq, SQL_SET, modes[i].name, v) : -1;
+		}
+		p += strlen(modes[i].words);
+		while (*p == ' ')
+			p++;
+	}
+	return rc;
+}
+
 int session_inspect(struct client *c, const char *sql, size_t len, uint64_t seq, bool record,
 		    struct session_effects *fx)
 {
@@ -138,6 +196,7 @@ int session_inspect(struct client *c, const char *sql, size_t len, uint64_t seq,
 	if (sqllex_classify(sql, len, &r) < 0)
 		return 0; /* the server rejects it with a syntax error */
 	fx->nstmts = r.n;
+	fx->kinds = r.kinds;
 	if (r.n == 1) {
 		fx->single_kind = r.stmts[0].kind;
 		snprintf(fx->single_name, sizeof(fx->single_name), "%s", r.stmts[0].name);
@@ -155,16 +214,10 @@ int session_inspect(struct client *c, const char *sql, size_t len, uint64_t seq,
 		const struct sqllex_stmt *st = &r.stmts[i];
 		switch (st->kind) {
 		case SQL_SET:
-			if (strcmp(st->name, "session_characteristics") == 0) {
-				if (record && !st->value_truncated) {
-					char *v = strdup(st->value);
-					rc = v ? add_op(c, seq, SQL_SET, st->name, v) : -1;
-				} else if (st->value_truncated) {
-					fx->pins |= BIT(PIN_UNTRACKED);
-				}
-				break;
-			}
-			rc = record_set(c, seq, st, record, fx);
+			if (strcmp(st->name, "session_characteristics") == 0)
+				rc = record_characteristics(c, seq, st, record, fx);
+			else
+				rc = record_set(c, seq, st, record, fx);
 			break;
 		case SQL_RESET:
 			if (!name_ok(st->name))
@@ -187,6 +240,8 @@ int session_inspect(struct client *c, const char *sql, size_t len, uint64_t seq,
 		case SQL_SAVEPOINT:
 		case SQL_ROLLBACK_TO:
 		case SQL_RELEASE:
+			if (record && st->kind == SQL_ROLLBACK_TO)
+				c->rollback_tos++; /* its tag is "ROLLBACK" too */
 			if (record && st->name[0])
 				rc = add_op(c, seq, (int)st->kind, st->name, NULL);
 			break;
@@ -202,6 +257,12 @@ int session_inspect(struct client *c, const char *sql, size_t len, uint64_t seq,
 		}
 	}
 	return rc;
+}
+
+bool session_has_effects(unsigned kinds)
+{
+	return (kinds & (TRACKED_KINDS | BIT(SQL_PREPARE) | BIT(SQL_SAVEPOINT) |
+			 BIT(SQL_ROLLBACK_TO) | BIT(SQL_RELEASE))) != 0;
 }
 
 void session_deny_message(unsigned pins, char *buf, size_t size)
@@ -312,6 +373,7 @@ void session_txn_end(struct client *c, struct server *s, uint64_t upto, bool com
 	committed = committed && !c->txn_failed && !c->rollback_pending;
 	c->txn_failed = false;
 	c->rollback_pending = false;
+	c->rollback_tos = 0;
 	while (n < c->nops && c->ops[n].seq <= upto)
 		n++;
 	struct set_op **kept = committed && n ? malloc((size_t)n * sizeof(*kept)) : NULL;
@@ -389,6 +451,10 @@ void session_ready(struct client *c, struct server *s, uint64_t upto, char statu
 
 void session_rollback_seen(struct client *c)
 {
+	if (c->rollback_tos > 0) {
+		c->rollback_tos--; /* a ROLLBACK TO SAVEPOINT sent earlier */
+		return;
+	}
 	c->rollback_pending = true;
 }
 
@@ -403,14 +469,16 @@ bool session_in_sync(const struct server *s, const struct client *c)
 	return kvlist_equal(&s->applied, &c->params);
 }
 
+/* S as an E'' literal: right whatever standard_conforming_strings the
+ * previous client left (the whole sync query is parsed before its RESET ALL
+ * runs). */
 static void add_literal(struct evbuffer *b, const char *s)
 {
-	evbuffer_add(b, "'", 1);
+	evbuffer_add(b, "E'", 2);
 	for (const char *p = s; *p; p++) {
-		if (*p == '\'')
-			evbuffer_add(b, "''", 2);
-		else
+		if (*p == '\'' || *p == '\\')
 			evbuffer_add(b, p, 1);
+		evbuffer_add(b, p, 1);
 	}
 	evbuffer_add(b, "'", 1);
 }
@@ -458,9 +526,8 @@ int session_build_sync(struct server *s, struct client *c, struct evbuffer *sql)
 	if (full) {
 		for (int i = 0; i < c->sets.n; i++) {
 			const struct kv *kv = &c->sets.v[i];
-			if (strcmp(kv->name, "session_characteristics") == 0)
-				evbuffer_add_printf(sql, "SET SESSION CHARACTERISTICS AS TRANSACTION %s\n;",
-						    kv->value);
+			if (strcmp(kv->name, "timezone") == 0) /* INTERVAL '...' HOUR TO MINUTE... */
+				evbuffer_add_printf(sql, "SET TIME ZONE %s\n;", kv->value);
 			else
 				evbuffer_add_printf(sql, "SET %s TO %s\n;", kv->name, kv->value);
 			changes++;

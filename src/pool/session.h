@@ -46,6 +46,7 @@ struct session_effects {
 	bool discard_all;   /* contains DISCARD ALL */
 	bool deallocate_all;/* contains DEALLOCATE ALL */
 	int nstmts;         /* statements found (0 if it could not be analysed) */
+	unsigned kinds;     /* sqllex kinds bitmask of all its statements */
 	int single_kind;    /* enum sqllex_kind when nstmts == 1 */
 	char single_name[64];
 };
@@ -55,6 +56,10 @@ struct session_effects {
  * allocation failure. */
 int session_inspect(struct client *c, const char *sql, size_t len, uint64_t seq, bool record,
 		    struct session_effects *fx);
+
+/* True if statements of KINDS change what pgmux records (settings,
+ * savepoints, unpinning, SQL-prepared names) when they run. */
+bool session_has_effects(unsigned kinds);
 
 /* The message a client gets when session_pinning = deny refuses PINS. */
 void session_deny_message(unsigned pins, char *buf, size_t size);
@@ -69,8 +74,8 @@ void session_error(struct client *c);
 void session_txn_end(struct client *c, struct server *s, uint64_t upto, bool committed);
 /* ReadyForQuery with STATUS answered client message UPTO. */
 void session_ready(struct client *c, struct server *s, uint64_t upto, char status);
-/* A CommandComplete "ROLLBACK": a rollback, or a ROLLBACK TO SAVEPOINT if the
- * transaction goes on (told by the next ReadyForQuery). */
+/* A CommandComplete "ROLLBACK": the tag of a ROLLBACK TO SAVEPOINT sent
+ * earlier, or else a rollback of the transaction. */
 void session_rollback_seen(struct client *c);
 
 /* True if S already carries exactly C's session settings. */

@@ -325,6 +325,15 @@ measure() {
 			printf "%.1f %.3f %d %d %.1f\n", sum_t / lines, sum_tl / sum_t, sum_t, sum_f, conn < 0 ? 0 : conn
 		}')
 	read -r tps lat txns failed conn <<<"$stats"
+	if grep -q 'aborted in command' "$out"; then
+		# pgbench drops a client at its first error; the others' figures
+		# would be reported as if nothing happened
+		TPS[$key]=fail
+		LAT[$key]=fail
+		FAILURES+=("$key: $(grep -c 'aborted in command' "$out") clients aborted: $(grep -m1 -iE 'error' "$out" | cut -c1-200)")
+		log "  $key: FAILED: clients aborted"
+		return 0
+	fi
 	if [ "$txns" = 0 ]; then
 		TPS[$key]=fail
 		LAT[$key]=fail
