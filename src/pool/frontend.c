@@ -28,23 +28,34 @@ enum { CAP_OFF, CAP_OPEN, CAP_DONE };
 
 /* ---- writing to the server ---- */
 
-/* Append a message of TYPE whose body is the concatenation of N parts. */
-static int write_msg(struct evbuffer *out, char type, int n, const void *const *parts,
-		     const size_t *lens)
+/* Append the start of a message of TYPE with a body of BODY_LEN bytes: the
+ * concatenation of N parts, and whatever the caller streams after them. */
+static int write_msg_start(struct evbuffer *out, char type, size_t body_len, int n,
+			   const void *const *parts, const size_t *lens)
 {
-	size_t len = 4;
-	for (int i = 0; i < n; i++)
-		len += lens[i];
+	size_t len = 4 + body_len;
 	uint8_t hdr[5];
 	uint32_t nl = htonl((uint32_t)len);
 	hdr[0] = (uint8_t)type;
 	memcpy(hdr + 1, &nl, 4);
-	if (evbuffer_expand(out, len + 1) < 0 || evbuffer_add(out, hdr, 5) < 0)
+	if (evbuffer_add(out, hdr, 5) < 0)
 		return -1;
 	for (int i = 0; i < n; i++)
 		if (lens[i] && evbuffer_add(out, parts[i], lens[i]) < 0)
 			return -1;
 	return 0;
+}
+
+/* Append a message of TYPE whose body is the concatenation of N parts. */
+static int write_msg(struct evbuffer *out, char type, int n, const void *const *parts,
+		     const size_t *lens)
+{
+	size_t len = 0;
+	for (int i = 0; i < n; i++)
+		len += lens[i];
+	if (evbuffer_expand(out, len + 5) < 0)
+		return -1;
+	return write_msg_start(out, type, len, n, parts, lens);
 }
 
 static struct evbuffer *sout(struct server *s)
@@ -234,7 +245,8 @@ static int inspect(struct client *c, struct server *s, const char *sql, size_t l
 		   bool run, struct session_effects *fx)
 {
 	bool deny = pool_db(c->pool)->session_pinning == PINNING_DENY;
-	if (session_inspect(c, sql, len, seq, false, fx) < 0)
+	/* with deny, nothing may be recorded before the pins are known */
+	if (session_inspect(c, sql, len, seq, run && !deny, fx) < 0)
 		return -1;
 	if (deny && fx->pins) {
 		char msg[200];
@@ -243,7 +255,8 @@ static int inspect(struct client *c, struct server *s, const char *sql, size_t l
 			 pool_db_name(c->pool), pool_user(c->pool), c->addr, (unsigned long long)c->id);
 		return inject_error(s, seq, "0A000", msg) < 0 ? -1 : 1;
 	}
-	if (run && session_has_effects(fx->kinds) && session_inspect(c, sql, len, seq, true, fx) < 0)
+	if (run && deny && session_has_effects(fx->kinds) &&
+	    session_inspect(c, sql, len, seq, true, fx) < 0)
 		return -1;
 	if (fx->pins)
 		session_pin(c, s, fx->pins);
@@ -367,7 +380,6 @@ static int on_parse(struct client *c, struct server *s, uint64_t seq, const uint
 	size_t name_len = strlen(name) + 1;
 	const uint8_t *rest = msg + 5 + name_len; /* query, parameter types */
 	size_t rest_len = total - 5 - name_len;
-	s->ext_open = true;
 	if (name[0] && cstmt_find(&c->stmts, name)) {
 		char m[160];
 		snprintf(m, sizeof(m), "prepared statement \"%.63s\" already exists", name);
@@ -481,7 +493,6 @@ static int on_bind(struct client *c, struct server *s, uint64_t seq, const uint8
 	const char *stmt = proto_get_str(&r);
 	if (!portal || !stmt)
 		return -2;
-	s->ext_open = true;
 	struct sstmt *ss;
 	int rc = 0;
 	const char *sname = map_statement(c, s, seq, stmt, &ss, &rc);
@@ -496,27 +507,16 @@ static int on_bind(struct client *c, struct server *s, uint64_t seq, const uint8
 		return -1;
 	size_t plen = strlen(portal) + 1, olen = strlen(stmt) + 1, nlen = strlen(sname) + 1;
 	size_t head = 5 + plen + olen; /* what is replaced */
-	uint32_t newlen = (uint32_t)(total - 1 - olen + nlen);
-	uint8_t hdr[5];
-	uint32_t nl = htonl(newlen);
-	hdr[0] = 'B';
-	memcpy(hdr + 1, &nl, 4);
-	struct evbuffer *out = sout(s);
-	if (evbuffer_add(out, hdr, 5) < 0 || evbuffer_add(out, portal, plen) < 0 ||
-	    evbuffer_add(out, sname, nlen) < 0 ||
-	    (prefix_len > head && evbuffer_add(out, msg + head, prefix_len - head) < 0))
+	const void *parts[] = {portal, sname, msg + head};
+	size_t lens[] = {plen, nlen, prefix_len - head};
+	if (write_msg_start(sout(s), 'B', total - 5 - olen + nlen, 3, parts, lens) < 0)
 		return -1;
 	return push(s, seq, 'B', REQ_FWD, ss, NULL);
 }
 
 static int on_describe(struct client *c, struct server *s, uint64_t seq, const uint8_t *msg,
-		       size_t total)
+		       size_t total, uint8_t kind, const char *name)
 {
-	uint8_t kind;
-	const char *name;
-	if (kind_and_name(msg, total, &kind, &name) < 0)
-		return -2;
-	s->ext_open = true;
 	if (kind != 'S')
 		return forward_as_is(s, seq, 'D', msg, total);
 	struct sstmt *ss;
@@ -532,13 +532,8 @@ static int on_describe(struct client *c, struct server *s, uint64_t seq, const u
 }
 
 static int on_close(struct client *c, struct server *s, uint64_t seq, const uint8_t *msg,
-		    size_t total)
+		    size_t total, uint8_t kind, const char *name)
 {
-	uint8_t kind;
-	const char *name;
-	if (kind_and_name(msg, total, &kind, &name) < 0)
-		return -2;
-	s->ext_open = true;
 	if (kind != 'S' || !name[0]) {
 		if (kind == 'S') {
 			c->unnamed_len = 0; /* closing the unnamed statement */
@@ -627,23 +622,31 @@ enum fe_result frontend_message(struct client *c, struct server *s, const struct
 	}
 	capture_msg(s, h->type, have == total ? msg : NULL, total);
 	uint64_t seq = ++s->seq;
-	int rc;
-	switch (h->type) {
-	case 'Q':
-		rc = on_query(c, s, seq, msg, total);
-		break;
-	case 'P':
-		rc = on_parse(c, s, seq, msg, total);
-		break;
-	case 'B':
-		rc = on_bind(c, s, seq, msg, have, total);
-		break;
-	case 'D':
-		rc = on_describe(c, s, seq, msg, total);
-		break;
-	default:
-		rc = on_close(c, s, seq, msg, total);
-		break;
+	uint8_t kind = 0;
+	const char *name = NULL;
+	int rc = 0;
+	if (h->type != 'Q')
+		s->ext_open = true; /* open until the next Sync */
+	if (h->type == 'D' || h->type == 'C')
+		rc = kind_and_name(msg, total, &kind, &name);
+	if (rc == 0) {
+		switch (h->type) {
+		case 'Q':
+			rc = on_query(c, s, seq, msg, total);
+			break;
+		case 'P':
+			rc = on_parse(c, s, seq, msg, total);
+			break;
+		case 'B':
+			rc = on_bind(c, s, seq, msg, have, total);
+			break;
+		case 'D':
+			rc = on_describe(c, s, seq, msg, total, kind, name);
+			break;
+		default:
+			rc = on_close(c, s, seq, msg, total, kind, name);
+			break;
+		}
 	}
 	if (rc == -2) {
 		log_info("protocol_error", "addr=%s reason=malformed_message type=%c", c->addr,
@@ -673,13 +676,13 @@ bool frontend_idle_parse(struct client *c)
 {
 	struct evbuffer *in = bufferevent_get_input(c->bev);
 	size_t avail = evbuffer_get_length(in);
-	uint8_t hdr[5];
-	if (avail < 5 || evbuffer_copyout(in, hdr, 5) != 5 || hdr[0] != 'P')
-		return false;
-	uint32_t len = ((uint32_t)hdr[1] << 24) | ((uint32_t)hdr[2] << 16) | ((uint32_t)hdr[3] << 8) |
-		       hdr[4];
-	size_t total = 1 + (size_t)len;
-	if (len < 4 || len > 65536 || avail < total + 5)
+	uint8_t hdr[PROTO_HEADER_LEN];
+	struct proto_header h;
+	if (evbuffer_copyout(in, hdr, sizeof(hdr)) != (ev_ssize_t)sizeof(hdr) ||
+	    proto_parse_header(hdr, avail, 65536, &h) != PROTO_OK || h.type != 'P')
+		return false; /* anything unusual goes the normal way */
+	size_t total = 1 + (size_t)h.len;
+	if (avail < total + 5)
 		return false;
 	const uint8_t *msg = evbuffer_pullup(in, (ssize_t)(total + 5));
 	static const uint8_t sync[] = {'S', 0, 0, 0, 4};
