@@ -4,8 +4,9 @@
   database appdb with pgbench tables).
 - pgmux: a factory; pgmux(**overrides) starts a pgmux with its own config and
   returns a harness.Pgmux. Every process it started is stopped at teardown,
-  which fails the test if pgmux crashed, hung on SIGINT, reported a
-  sanitizer error or wrote a password into its log.
+  which fails the test if pgmux crashed, hung on SIGTERM, reported a
+  sanitizer error (named by its first frames) or wrote a password into its
+  log.
 - mux: a pgmux with the default configuration.
 - Every test runs under a wall-clock limit (default 60 s, or
   @pytest.mark.timeout(N)) so that nothing can hang the suite.
@@ -26,6 +27,8 @@ DEFAULT_TEST_TIMEOUT = 60
 
 def pytest_configure(config):
     config.addinivalue_line("markers", "timeout(seconds): wall-clock limit for one test")
+    config.addinivalue_line("markers", "threads: exercises several workers at once (the TSan "
+                            "stage of tests/run-all.sh runs these)")
 
 
 class TestTimeout(Exception):

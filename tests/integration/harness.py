@@ -165,7 +165,9 @@ class PgServer:
             cur = c.execute(q, params)
             return cur.fetchall() if cur.description else None
 
-    def setup_roles(self):
+    def setup_roles(self, pgbench=True):
+        """Roles app/app2/md5user and database appdb; PGBENCH=False skips
+        the pgbench tables (a private cluster a test starts for itself)."""
         with self.connect() as c:
             c.execute("SET password_encryption = 'scram-sha-256'")
             c.execute("CREATE ROLE app LOGIN PASSWORD 'app-secret'")
@@ -178,6 +180,8 @@ class PgServer:
             c.execute("ALTER DEFAULT PRIVILEGES FOR ROLE app "
                       "GRANT ALL ON TABLES TO app2, md5user")
         # pgbench tables, owned by app, initialised once per session.
+        if not pgbench:
+            return
         r = subprocess.run([str(PG_BINDIR / "pgbench"), "-i", "-s", "1", "-q",
                             "-h", str(self.sockdir), "-p", str(self.port), "-U", "app", DB],
                            capture_output=True, text=True, timeout=120)
@@ -215,6 +219,50 @@ class PgServer:
                     return
                 time.sleep(0.02)
             raise AssertionError("backend %d did not go away" % pid)
+
+    # -- faults: restart, freeze ---------------------------------------------
+
+    def restart(self, mode="fast", timeout=60):
+        """pg_ctl restart -m MODE; returns once the server accepts again."""
+        self._run([PG_BINDIR / "pg_ctl", "restart", "-w", "-t", str(timeout), "-m", mode,
+                   "-D", self.data, "-l", self.logfile], timeout=timeout + 30)
+
+    def postmaster_pid(self):
+        return int((self.data / "postmaster.pid").read_text().split("\n", 1)[0])
+
+    def process_pids(self):
+        """The postmaster and every process it forked (backends, checkpointer,
+        ...), postmaster first."""
+        pm = self.postmaster_pid()
+        out = [pm]
+        for d in Path("/proc").iterdir():
+            if not d.name.isdigit():
+                continue
+            try:
+                ppid = int((d / "stat").read_text().rsplit(")", 1)[1].split()[1])
+            except (OSError, IndexError, ValueError):
+                continue
+            if ppid == pm:
+                out.append(int(d.name))
+        return out
+
+    def freeze(self):
+        """SIGSTOP the postmaster (first, so it forks nothing new) and all its
+        children. Returns the pids to pass to thaw()."""
+        pids = self.process_pids()
+        for pid in pids:
+            try:
+                os.kill(pid, signal.SIGSTOP)
+            except ProcessLookupError:
+                pass
+        return pids
+
+    def thaw(self, pids):
+        for pid in reversed(pids):
+            try:
+                os.kill(pid, signal.SIGCONT)
+            except ProcessLookupError:
+                pass
 
 
 class ActivitySampler:
@@ -258,7 +306,30 @@ class ActivitySampler:
 # pgmux
 
 
-CRASH_PATTERNS = re.compile(r"AddressSanitizer|runtime error|LeakSanitizer|ThreadSanitizer")
+# The first line of a sanitizer report (ASan, UBSan, LSan, TSan).
+SANITIZER_REPORT = re.compile(
+    r"^(==\d+==ERROR: (AddressSanitizer|LeakSanitizer)|WARNING: ThreadSanitizer|"
+    r"\S+:\d+:\d+: runtime error:|SUMMARY: (Address|Undefined|Leak|Thread)Sanitizer)", re.M)
+FRAME = re.compile(r"^\s*#(\d+) 0x[0-9a-f]+ in (\S+) (\S+)", re.M)
+
+
+def sanitizer_reports(log, frames=4):
+    """Each sanitizer report in LOG as one line: its headline and the first
+    FRAMES stack frames (function and file:line)."""
+    out = []
+    starts = [m.start() for m in SANITIZER_REPORT.finditer(log)
+              if not m.group(0).startswith("SUMMARY")]
+    if not starts:
+        m = SANITIZER_REPORT.search(log)
+        starts = [m.start()] if m else []
+    for i, st in enumerate(starts):
+        end = starts[i + 1] if i + 1 < len(starts) else len(log)
+        chunk = log[st:end]
+        head = chunk.splitlines()[0].strip()
+        fr = ["%s %s" % (f.group(2), f.group(3).rsplit("/", 1)[-1])
+              for f in FRAME.finditer(chunk)][:frames]
+        out.append(head + (" | at " + " <- ".join(fr) if fr else ""))
+    return out
 
 
 class PgClients:
@@ -316,7 +387,9 @@ class Pgmux(PgClients):
             "server_lifetime": 3600,
             "server_connect_timeout": 5,
             "client_login_timeout": 15,
-            "shutdown_timeout": 30,
+            # the harness stops pgmux with SIGTERM (so that LeakSanitizer runs
+            # at exit): a transaction a test leaves open delays that by this
+            "shutdown_timeout": 3,
             "log_level": "debug",
         }
         cfg.update(settings)
@@ -376,14 +449,17 @@ class Pgmux(PgClients):
             return None
 
     def stop(self):
-        """SIGINT, then SIGKILL after 5 s. Returns a list of problems."""
+        """SIGTERM (pgmux drains and exits normally, so a sanitizer build
+        runs its leak check), then SIGKILL if it is still running 15 s
+        later. Returns a list of problems: a crash, a hang, a sanitizer
+        report (named by its first frames), a secret in the log."""
         problems = []
         if self.proc is None:
             return problems
         if self.proc.poll() is None:
-            self.signal(signal.SIGINT)
-            if self.wait_exit(5) is None:
-                problems.append("pgmux did not exit within 5 s of SIGINT; sent SIGKILL")
+            self.signal(signal.SIGTERM)
+            if self.wait_exit(15) is None:
+                problems.append("pgmux did not exit within 15 s of SIGTERM; sent SIGKILL")
                 self.signal(signal.SIGKILL)
                 self.proc.wait(10)
         self._logf.close()
@@ -392,9 +468,10 @@ class Pgmux(PgClients):
             problems.append("pgmux died from signal %d (%s)"
                             % (-rc, signal.Signals(-rc).name))
         log = self.log_text()
-        m = CRASH_PATTERNS.search(log)
-        if m:
-            problems.append("sanitizer report in the pgmux log: %r" % m.group(0))
+        for rep in sanitizer_reports(log):
+            problems.append("sanitizer report: " + rep)
+        if rc > 0 and not problems:
+            problems.append("pgmux exited with status %d" % rc)
         for secret in secrets_that_must_not_leak() + self._extra_secrets():
             if secret in log:
                 problems.append("a password/secret (%s...) appears in the pgmux log"
@@ -468,6 +545,47 @@ class Pgmux(PgClients):
 
     def fd_count(self):
         return len(os.listdir("/proc/%d/fd" % self.pid))
+
+    def rss_kib(self):
+        """Resident set size (VmRSS) of the pgmux process, in KiB."""
+        return proc_status_kib(self.pid, "VmRSS")
+
+
+def proc_status_kib(pid, field):
+    """A '... kB' field of /proc/PID/status (VmRSS, VmHWM, ...), in KiB."""
+    for line in Path("/proc/%d/status" % pid).read_text().splitlines():
+        if line.startswith(field + ":"):
+            return int(line.split()[1])
+    raise KeyError(field)
+
+
+def raise_nofile(n):
+    """Raise this process's soft RLIMIT_NOFILE to N (at most the hard limit;
+    pgmux processes started afterwards inherit it). Returns the new limit."""
+    import resource
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    want = n if hard == resource.RLIM_INFINITY else min(n, hard)
+    if soft != resource.RLIM_INFINITY and soft < want:
+        resource.setrlimit(resource.RLIMIT_NOFILE, (want, hard))
+        soft = want
+    return soft
+
+
+_sanitizer = None
+
+
+def pgmux_sanitizer():
+    """'address', 'thread' or None: which sanitizer PGMUX_BIN was built with
+    (RSS figures mean little under one: freed memory sits in quarantine)."""
+    global _sanitizer
+    if _sanitizer is None:
+        try:
+            data = Path(PGMUX_BIN).read_bytes()
+        except OSError:
+            data = b""
+        _sanitizer = ("address" if b"__asan_init" in data else
+                      "thread" if b"__tsan_init" in data else "")
+    return _sanitizer or None
 
 
 def _conninfo_quote(v):

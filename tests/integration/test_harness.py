@@ -67,3 +67,32 @@ def test_scram_verifier_helper_matches_server_format(pg):
     v = pg.rolpassword("app")
     assert v.startswith("SCRAM-SHA-256$4096:")
     assert pgwire.scram_verifier("x").startswith("SCRAM-SHA-256$4096:")
+
+
+ASAN_SAMPLE = """ts=1 level=info event=listen
+=================================================================
+==4242==ERROR: AddressSanitizer: heap-use-after-free on address 0x6190 at pc 0x55 bp 0x7f sp 0x7f
+READ of size 1 at 0x619000007dc3 thread T1
+    #0 0x5621893c6657 in handle_internal_msg ../../src/pool/server.c:674
+    #1 0x5621893c7fb4 in server_read_cb ../../src/pool/server.c:762
+    #2 0x5621893d1a2b in read_cb ../../src/net/rbuf.c:36
+    #3 0x7f8ecd8e5f0e in event_base_loop (/lib/x86_64-linux-gnu/libevent-2.1.so.7+0x1ff0e)
+    #4 0x7f8ecd8e6000 in start_thread
+SUMMARY: AddressSanitizer: heap-use-after-free ../../src/pool/server.c:674 in handle_internal_msg
+"""
+UBSAN_SAMPLE = ("../../src/pool/frontend.c:12:5: runtime error: signed integer overflow\n"
+                "    #0 0x55 in on_bind ../../src/pool/frontend.c:12\n")
+
+
+def test_sanitizer_reports_name_the_first_frames():
+    """The harness fails a test on a sanitizer report and names where it is."""
+    import harness
+    reps = harness.sanitizer_reports(ASAN_SAMPLE)
+    assert len(reps) == 1
+    assert "heap-use-after-free" in reps[0]
+    assert ("handle_internal_msg server.c:674 <- server_read_cb server.c:762 <- "
+            "read_cb rbuf.c:36") in reps[0]
+    reps = harness.sanitizer_reports(UBSAN_SAMPLE + ASAN_SAMPLE)
+    assert len(reps) == 2 and "runtime error: signed integer overflow" in reps[0]
+    assert "on_bind frontend.c:12" in reps[0]
+    assert harness.sanitizer_reports("ts=1 level=info event=listen\n") == []

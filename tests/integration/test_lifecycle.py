@@ -338,6 +338,7 @@ def test_set_timezone_does_not_leak(pg, pgmux):
 
 
 @pytest.mark.timeout(60)
+@pytest.mark.threads
 def test_single_server_shared_across_workers(pg, pgmux):
     quiet_pool(pg)
     mux = pgmux(workers=2, pool_size=1)
@@ -502,6 +503,7 @@ def test_cli_daemon_mode(pg, tmp_path):
 
 
 @pytest.mark.timeout(30)
+@pytest.mark.threads
 def test_sigterm_closes_idle_session_client(pgmux):
     mux = pgmux(pool_mode="session", shutdown_timeout=30)
     w, _ = mux.wire_login()

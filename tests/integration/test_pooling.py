@@ -33,6 +33,7 @@ def quiet_pool(pg):
 @pytest.mark.timeout(90)
 @pytest.mark.parametrize("mode", ["simple", "extended"])
 @pytest.mark.parametrize("script", ["select-only", "tpcb"])
+@pytest.mark.threads
 def test_pgbench_50_clients_over_pool_of_5(pg, pgmux, mode, script):
     quiet_pool(pg)
     mux = pgmux(pool_size=5)
@@ -194,6 +195,7 @@ def test_session_mode_resets_with_discard_all(pgmux):
         assert b.execute("SELECT count(*) FROM pg_prepared_statements").fetchone()[0] == 0
 
 
+@pytest.mark.threads
 def test_session_mode_second_client_waits_for_the_first(pgmux):
     mux = pgmux(pool_mode="session", pool_size=1)
     result = {}
@@ -265,6 +267,7 @@ def test_application_name_isolated_with_psycopg(pgmux):
 # limits
 
 
+@pytest.mark.threads
 def test_borrow_timeout(pgmux):
     mux = pgmux(pool_size=1, connection_borrow_timeout=1)
     mark = mux.log_mark()

@@ -314,6 +314,7 @@ def test_gssenc_and_ssl_requests_then_startup(mux, order):
 # §7 cancel
 
 
+@pytest.mark.threads
 def test_cancel_pg_sleep_takes_effect_quickly(mux):
     mark = mux.log_mark()
     with mux.connect() as c:
@@ -344,6 +345,7 @@ def test_cancel_pg_sleep_takes_effect_quickly(mux):
     assert len(mux.log_lines(r"event=cancel_forwarded\b", since=mark)) >= 6
 
 
+@pytest.mark.threads
 def test_raw_cancel_request_and_wrong_key(mux):
     w, res = mux.wire_login()
     pid, key = res.backend_key
@@ -371,6 +373,7 @@ def test_raw_cancel_request_and_wrong_key(mux):
 
 
 @pytest.mark.timeout(120)
+@pytest.mark.threads
 def test_cancel_race_never_hits_the_next_client(pgmux):
     mux = pgmux(pool_size=1)
     iterations = 200

@@ -784,6 +784,7 @@ def _baseline(pg):
 
 @pytest.mark.timeout(60)
 @pytest.mark.parametrize("protocol", ["simple", "extended"])
+@pytest.mark.threads
 def test_no_client_sees_another_clients_set(pg, target, protocol):
     t = target(pool_size=3)
     baseline = _baseline(pg)

@@ -37,6 +37,7 @@ def fatal_codes_received(w, timeout=3.0):
 
 
 @pytest.mark.timeout(60)
+@pytest.mark.threads
 def test_sigterm_drains_running_transaction(pg, pgmux):
     mux = pgmux(shutdown_timeout=30)
     tbl = table_name("drain")
@@ -86,6 +87,7 @@ def test_sigterm_drains_running_transaction(pg, pgmux):
 
 
 @pytest.mark.timeout(30)
+@pytest.mark.threads
 def test_sigterm_gives_up_after_shutdown_timeout(pgmux):
     mux = pgmux(shutdown_timeout=2)
     with mux.connect() as a:
