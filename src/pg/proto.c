@@ -163,6 +163,45 @@ int proto_write_error_filtered(struct evbuffer *out, char type, const uint8_t *b
 	return rc;
 }
 
+int proto_msg_take(struct evbuffer *in, const struct proto_header *h, struct proto_msg *m)
+{
+	size_t total = 1 + (size_t)h->len;
+	m->type = h->type;
+	m->len = h->len;
+	m->total = total;
+	m->raw = total <= sizeof(m->inline_buf) ? m->inline_buf : malloc(total);
+	if (!m->raw) {
+		m->body = NULL;
+		m->body_len = 0;
+		return -1;
+	}
+	if (evbuffer_remove(in, m->raw, total) != (int)total) {
+		/* the caller checked that it is all there: a broken buffer */
+		if (m->raw != m->inline_buf)
+			free(m->raw);
+		m->raw = NULL;
+		m->body = NULL;
+		m->body_len = 0;
+		return -1;
+	}
+	m->body = m->raw + PROTO_HEADER_LEN;
+	m->body_len = total - PROTO_HEADER_LEN;
+	return 0;
+}
+
+int proto_msg_forward(struct evbuffer *out, const struct proto_msg *m)
+{
+	return evbuffer_add(out, m->raw, m->total);
+}
+
+void proto_msg_cleanup(struct proto_msg *m)
+{
+	if (m->raw && m->raw != m->inline_buf)
+		free(m->raw);
+	m->raw = NULL;
+	m->body = NULL;
+}
+
 /* Append header + body in one evbuffer_add so a message is never half-added. */
 int proto_write_msg(struct evbuffer *out, char type, const void *body, size_t len)
 {

@@ -29,6 +29,31 @@ struct proto_header {
 enum proto_result proto_parse_header(const uint8_t *p, size_t avail, uint32_t max_len,
 				     struct proto_header *h);
 
+/* A whole message taken out of an input buffer. Handlers read it here and
+ * never in the buffer it came from, so no pointer into that buffer can
+ * outlive a drain or a move of its bytes (a read-after-free by
+ * construction: the buffer no longer holds the message when the handler
+ * runs). Forward it with proto_msg_forward. */
+struct proto_msg {
+	char type;            /* message type byte */
+	uint32_t len;         /* the length field: body + 4 */
+	const uint8_t *body;  /* body_len bytes, inside raw */
+	size_t body_len;
+	uint8_t *raw;         /* header + body: inline_buf, or heap (owned) */
+	size_t total;         /* 1 + len */
+	uint8_t inline_buf[256];
+};
+
+/* Remove the whole message with header H (1 + H->len bytes, all there) from
+ * the front of IN into M. Returns 0, or -1 on allocation failure (IN is
+ * unchanged then). Call proto_msg_cleanup either way. */
+int proto_msg_take(struct evbuffer *in, const struct proto_header *h, struct proto_msg *m)
+	__attribute__((warn_unused_result));
+/* Append M, header included, to OUT. Returns 0 / -1. */
+int proto_msg_forward(struct evbuffer *out, const struct proto_msg *m)
+	__attribute__((warn_unused_result));
+void proto_msg_cleanup(struct proto_msg *m);
+
 /* Largest length field accepted for a message of TYPE from a client: small
  * control messages 10,000 bytes, authentication 65,535 before login, data
  * messages (Query, Parse, Bind, CopyData, FunctionCall) 1 GiB - 1. */

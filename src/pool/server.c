@@ -161,15 +161,18 @@ static int handle_idle_input(struct server *s)
 			return 0;
 		if (h.type != 'S' && h.type != 'N' && h.type != 'A')
 			return -1;
-		uint8_t *msg = evbuffer_pullup(in, 1 + (ssize_t)h.len);
-		if (h.type == 'S') {
+		struct proto_msg m;
+		int rc = proto_msg_take(in, &h, &m);
+		if (rc == 0 && h.type == 'S') {
 			struct proto_reader r;
-			proto_reader_init(&r, msg + PROTO_HEADER_LEN, h.len - 4);
+			proto_reader_init(&r, m.body, m.body_len);
 			const char *n = proto_get_str(&r), *v = proto_get_str(&r);
 			if (!n || !v || kvlist_set(&s->reported, n, v) < 0)
-				return -1;
+				rc = -1;
 		}
-		evbuffer_drain(in, 1 + (size_t)h.len);
+		proto_msg_cleanup(&m);
+		if (rc < 0)
+			return -1;
 	}
 }
 
@@ -465,6 +468,17 @@ static void forward_bytes(struct server *s, struct evbuffer *in, size_t n)
 		evbuffer_drain(in, n);
 }
 
+/* A whole message taken out of the input goes to the linked client. */
+static int forward_msg(struct server *s, const struct proto_msg *m)
+{
+	struct client *c = s->client;
+	if (c && c->state != CL_CLOSING && proto_msg_forward(bufferevent_get_output(c->bev), m) < 0) {
+		server_close(s, "out_of_memory");
+		return -1;
+	}
+	return 0;
+}
+
 /* CommandComplete TAG answered the head request: what it means for the
  * session records. */
 static void note_command_tag(struct server *s, const char *tag)
@@ -490,16 +504,14 @@ static void note_command_tag(struct server *s, const char *tag)
 	}
 }
 
-/* A whole message of interest while linked. Returns -1 if S was closed or
- * released (stop reading). */
-static int handle_active_msg(struct server *s, const struct proto_header *h, uint8_t *msg)
+/* A whole message of interest while linked, already out of S's input.
+ * Returns -1 if S was closed or released (stop reading). */
+static int handle_active_msg(struct server *s, const struct proto_msg *m)
 {
-	const uint8_t *body = msg + PROTO_HEADER_LEN;
-	size_t blen = h->len - 4;
-	size_t total = 1 + h->len;
-	struct evbuffer *in = bufferevent_get_input(s->bev);
+	const uint8_t *body = m->body;
+	size_t blen = m->body_len;
 	struct client *c = s->client;
-	switch (h->type) {
+	switch (m->type) {
 	case 'Z': {
 		struct req *r = req_head(s);
 		if (blen != 1 || !r || (r->type != 'S' && r->type != 'Q' && r->type != 'F')) {
@@ -513,12 +525,11 @@ static int handle_active_msg(struct server *s, const struct proto_header *h, uin
 			session_ready(c, s, seq, s->txn);
 		if (s->retry_armed) {
 			/* the failed try ends here: the client sees only the retry */
-			evbuffer_drain(in, total);
 			frontend_replay(s);
 			if (s->state != SV_ACTIVE)
 				return -1;
-		} else {
-			forward_bytes(s, in, total);
+		} else if (forward_msg(s, m) < 0) {
+			return -1;
 		}
 		req_emit_fakes(s);
 		if (server_maybe_release(s, false))
@@ -537,8 +548,7 @@ static int handle_active_msg(struct server *s, const struct proto_header *h, uin
 			}
 			s->dirty_params = true;
 		}
-		forward_bytes(s, in, total);
-		return 0;
+		return forward_msg(s, m);
 	}
 	case 'E': {
 		s->server_in_copy = false;
@@ -546,9 +556,9 @@ static int handle_active_msg(struct server *s, const struct proto_header *h, uin
 		if (!sev)
 			sev = proto_error_field(body, blen, 'S');
 		if (sev && (strcmp(sev, "FATAL") == 0 || strcmp(sev, "PANIC") == 0)) {
-			const char *m = proto_error_field(body, blen, 'M');
+			const char *text = proto_error_field(body, blen, 'M');
 			char why[300];
-			snprintf(why, sizeof(why), "%s", m ? m : "FATAL error from server");
+			snprintf(why, sizeof(why), "%s", text ? text : "FATAL error from server");
 			server_close(s, why);
 			return -1;
 		}
@@ -566,7 +576,7 @@ static int handle_active_msg(struct server *s, const struct proto_header *h, uin
 		if (c && !swallow)
 			session_error(c);
 		if (swallow) {
-			evbuffer_drain(in, total);
+			/* dropped: the retry's answer replaces it */
 		} else if (injected) {
 			/* pgmux's DO block raised it: no PL/pgSQL context, file or line */
 			if (c && c->state != CL_CLOSING &&
@@ -575,9 +585,8 @@ static int handle_active_msg(struct server *s, const struct proto_header *h, uin
 				server_close(s, "out_of_memory");
 				return -1;
 			}
-			evbuffer_drain(in, total);
-		} else {
-			forward_bytes(s, in, total);
+		} else if (forward_msg(s, m) < 0) {
+			return -1;
 		}
 		req_emit_fakes(s);
 		return 0;
@@ -588,8 +597,7 @@ static int handle_active_msg(struct server *s, const struct proto_header *h, uin
 		s->server_in_copy = true;
 		s->copy_extended = !(head && head->type == 'Q');
 		s->copy_start_seq = head ? head->seq : 0;
-		forward_bytes(s, in, total);
-		return 0;
+		return forward_msg(s, m);
 	}
 	case 'C': {
 		s->server_in_copy = false;
@@ -604,16 +612,13 @@ static int handle_active_msg(struct server *s, const struct proto_header *h, uin
 			server_close(s, "unexpected_command_complete");
 			return -1;
 		}
-		if (fwd)
-			forward_bytes(s, in, total);
-		else
-			evbuffer_drain(in, total);
+		if (fwd && forward_msg(s, m) < 0)
+			return -1;
 		req_emit_fakes(s);
 		return 0;
 	}
 	default:
-		forward_bytes(s, in, total);
-		return 0;
+		return forward_msg(s, m);
 	}
 }
 
@@ -652,26 +657,25 @@ static void internal_done(struct server *s)
 	queue_release(s);
 }
 
-/* A whole message while running an internal query. */
-static int handle_internal_msg(struct server *s, const struct proto_header *h, uint8_t *msg)
+/* A whole message while running an internal query, already out of S's
+ * input. Returns -1 when the query is over or S was closed (stop reading). */
+static int handle_internal_msg(struct server *s, const struct proto_msg *m)
 {
-	const uint8_t *body = msg + PROTO_HEADER_LEN;
-	size_t blen = h->len - 4;
 	struct proto_reader r;
-	proto_reader_init(&r, body, blen);
-	if (h->type == 'E') {
-		const char *code = proto_error_field(body, blen, 'C');
-		const char *m = proto_error_field(body, blen, 'M');
+	proto_reader_init(&r, m->body, m->body_len);
+	if (m->type == 'E') {
+		const char *code = proto_error_field(m->body, m->body_len, 'C');
+		const char *msg = proto_error_field(m->body, m->body_len, 'M');
 		snprintf(s->internal_err, sizeof(s->internal_err), "%s", code ? code : "XX000");
-		snprintf(s->internal_msg, sizeof(s->internal_msg), "%s", m ? m : "error");
-	} else if (h->type == 'S') {
+		snprintf(s->internal_msg, sizeof(s->internal_msg), "%s", msg ? msg : "error");
+	} else if (m->type == 'S') {
 		const char *n = proto_get_str(&r), *v = proto_get_str(&r);
-		if (n && v && kvlist_set(&s->reported, n, v) < 0)
+		if (n && v && kvlist_set(&s->reported, n, v) < 0) {
+			server_close(s, "out_of_memory");
 			return -1;
-	}
-	evbuffer_drain(bufferevent_get_input(s->bev), 1 + h->len);
-	if (h->type == 'Z') {
-		s->txn = blen ? (char)body[0] : 'I';
+		}
+	} else if (m->type == 'Z') {
+		s->txn = m->body_len ? (char)m->body[0] : 'I';
 		internal_done(s);
 		return -1;
 	}
@@ -746,22 +750,20 @@ void server_read_cb(struct bufferevent *bev, void *arg)
 		}
 		if (avail < total)
 			break;
-		uint8_t *msg = evbuffer_pullup(in, (ssize_t)total);
-		if (!msg) {
+		struct proto_msg m;
+		if (proto_msg_take(in, &h, &m) < 0) {
+			proto_msg_cleanup(&m);
 			server_close(s, "out_of_memory");
 			return;
 		}
 		int rc;
-		if (s->state == SV_CONNECTING) {
-			/* copy: handlers may write to the output, never to the input */
-			rc = handle_login_msg(s, h.type, msg + PROTO_HEADER_LEN, h.len - 4);
-			if (s->state != SV_CLOSING)
-				evbuffer_drain(in, total);
-		} else if (s->state == SV_INTERNAL) {
-			rc = handle_internal_msg(s, &h, msg);
-		} else {
-			rc = handle_active_msg(s, &h, msg);
-		}
+		if (s->state == SV_CONNECTING)
+			rc = handle_login_msg(s, m.type, m.body, m.body_len);
+		else if (s->state == SV_INTERNAL)
+			rc = handle_internal_msg(s, &m);
+		else
+			rc = handle_active_msg(s, &m);
+		proto_msg_cleanup(&m);
 		if (rc < 0)
 			return;
 	}
