@@ -68,6 +68,8 @@ enum opt_default {
 	DEFAULT_GLOBAL,  /* [database.*] only: the int or enum field of struct config at
 			  * def_global, of the same type as the option */
 	DEFAULT_DB_NAME, /* [database.*] only: the section's NAME */
+	DEFAULT_ALIAS,   /* another name for the option of the same offset, which has the
+			  * default; setting both is an error */
 };
 
 struct opt {
@@ -126,12 +128,22 @@ static const struct opt global_opts[] = {
 	G_INT(default_pool_size, 1, POOL_SIZE_MAX, 20),
 	G_INT(min_pool_size, 0, POOL_SIZE_MAX, 0),
 	G_INT(connection_borrow_timeout, 0, TIMEOUT_MAX, 120),
+	/* PgBouncer's name for the same setting: either key, not both */
+	{ .name = "query_wait_timeout", .type = OPT_INT,
+	  .offset = offsetof(struct config, connection_borrow_timeout), .min = 0, .max = TIMEOUT_MAX,
+	  .def = DEFAULT_ALIAS },
+	G_INT(query_timeout, 0, TIMEOUT_MAX, 0),
 	G_INT(max_prepared_statements, 1, PREPARED_MAX, 200),
 	G_INT(idle_client_timeout, 0, TIMEOUT_MAX, 1800),
 	G_INT(server_idle_timeout, 0, TIMEOUT_MAX, 600),
 	G_INT(server_lifetime, 0, TIMEOUT_MAX, 3600),
 	G_INT(server_connect_timeout, 1, TIMEOUT_MAX, 5),
 	G_INT(client_login_timeout, 1, TIMEOUT_MAX, 15),
+	G_INT(tcp_keepalive, 0, 1, 1),
+	G_INT(tcp_keepidle, 0, 32767, 0),
+	G_INT(tcp_keepintvl, 0, 32767, 0),
+	G_INT(tcp_keepcnt, 0, 127, 0),
+	G_INT(tcp_user_timeout, 0, TIMEOUT_MAX, 0),
 	G_INT(shutdown_timeout, 0, TIMEOUT_MAX, 30),
 	G_ENUM(log_level, log_level_names, LOG_INFO),
 };
@@ -399,6 +411,16 @@ static void set_key(struct parser *p, const struct opt *opts, size_t nopts, stru
 		report(p, p->lineno, "duplicate key '%s' in [%s] (first set at line %d)", name, label,
 		       s->line);
 		return;
+	}
+	for (size_t i = 0; i < nopts; i++) {
+		/* two names of one setting (query_wait_timeout, connection_borrow_timeout) */
+		if (&opts[i] != o && opts[i].offset == o->offset && seen[i].line) {
+			report(p, p->lineno,
+			       "'%s' and '%s' are the same setting: set only one (first set at "
+			       "line %d)",
+			       name, opts[i].name, seen[i].line);
+			return;
+		}
 	}
 	s->line = p->lineno;
 	if (!*value) {

@@ -45,7 +45,12 @@ struct config {
 	int max_client_conn;           /* default 10000 */
 	int default_pool_size;         /* default 20 */
 	int min_pool_size;             /* default 0 */
-	int connection_borrow_timeout; /* seconds; default 120 */
+	int connection_borrow_timeout; /* seconds a client waits for a server; default 120; also
+					* accepted as query_wait_timeout (PgBouncer's name) */
+	int query_timeout;             /* seconds; a request the server has not answered after
+					* this long is cancelled, and its server closed if the
+					* cancel gets no answer within QUERY_CANCEL_GRACE; 0 = off
+					* (default) */
 	int max_prepared_statements;   /* per server connection, how many distinct named prepared
 					* statements pgmux keeps prepared; least recently used
 					* ones are closed beyond it. 1..100000; default 200 */
@@ -54,6 +59,11 @@ struct config {
 	int server_lifetime;           /* seconds; default 3600; 0 = never */
 	int server_connect_timeout;    /* seconds; default 5 */
 	int client_login_timeout;      /* seconds; default 15 */
+	int tcp_keepalive;             /* 1 (default): SO_KEEPALIVE on client and server sockets */
+	int tcp_keepidle;              /* seconds before the first probe; 0 = OS default */
+	int tcp_keepintvl;             /* seconds between probes; 0 = OS default */
+	int tcp_keepcnt;               /* probes before the connection is dropped; 0 = OS default */
+	int tcp_user_timeout;          /* ms sent data may stay unacknowledged; 0 = OS default */
 	int shutdown_timeout;          /* seconds; default 30; 0 = don't wait for transactions */
 	int log_level;                 /* enum log_level from core/log.h; default info */
 

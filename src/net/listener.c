@@ -39,9 +39,7 @@ static void accept_cb(struct evconnlistener *evl, evutil_socket_t fd, struct soc
 		port = ntohs(sin6->sin6_port);
 	}
 	snprintf(addr, sizeof(addr), "%s:%d", host, port);
-	int one = 1;
-	setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
-	l->cb(l->worker, fd, addr);
+	l->cb(l->worker, fd, addr); /* the callback sets TCP options (net/sockopt) */
 }
 
 static void error_cb(struct evconnlistener *evl, void *arg)

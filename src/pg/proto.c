@@ -42,6 +42,109 @@ uint32_t proto_client_max_len(char type, bool authenticated)
 	}
 }
 
+bool proto_client_type_known(char type)
+{
+	switch (type) {
+	case 'B': case 'C': case 'D': case 'E': case 'F': case 'H': case 'P': case 'Q': case 'S':
+	case 'X': case 'c': case 'd': case 'f':
+		return true;
+	default:
+		return false;
+	}
+}
+
+static const char *const MSG_FORMAT = "invalid message format";
+static const char *const MSG_SHORT = "insufficient data left in message";
+
+/* int16 count N, then N items of SIZE bytes. */
+static bool skip_array(struct proto_reader *r, size_t size)
+{
+	uint16_t n = proto_get_u16(r);
+	if (r->err || (int16_t)n < 0)
+		return false;
+	return proto_get_bytes(r, (size_t)n * size) != NULL || n == 0;
+}
+
+static const char *check_bind(struct proto_reader *r, bool prefix)
+{
+	if (!proto_get_str(r) || !proto_get_str(r))
+		return MSG_FORMAT; /* with a prefix too: pgmux maps both names */
+	if (prefix)
+		return NULL; /* the rest streams: the names are what pgmux reads */
+	if (!skip_array(r, 2))
+		return MSG_SHORT;
+	uint16_t np = proto_get_u16(r);
+	if (r->err || (int16_t)np < 0)
+		return MSG_SHORT;
+	for (uint16_t i = 0; i < np; i++) {
+		uint32_t vl = proto_get_u32(r);
+		if (r->err)
+			return MSG_SHORT;
+		if (vl == 0xffffffffu)
+			continue; /* NULL */
+		if ((int32_t)vl < 0 || (vl > 0 && !proto_get_bytes(r, vl)))
+			return MSG_SHORT;
+	}
+	if (!skip_array(r, 2))
+		return MSG_SHORT;
+	return NULL;
+}
+
+const char *proto_check_client_msg(char type, const uint8_t *body, size_t len, bool prefix)
+{
+	struct proto_reader r;
+	proto_reader_init(&r, body, len);
+	const char *err = NULL;
+	uint8_t kind;
+	switch (type) {
+	case 'Q':
+		if (!proto_get_str(&r))
+			return MSG_FORMAT;
+		break;
+	case 'P':
+		if (!proto_get_str(&r) || !proto_get_str(&r))
+			return MSG_FORMAT;
+		if (!skip_array(&r, 4))
+			return MSG_SHORT;
+		break;
+	case 'B':
+		err = check_bind(&r, prefix);
+		if (err || prefix)
+			return err;
+		break;
+	case 'D':
+	case 'C':
+		kind = proto_get_u8(&r);
+		if (r.err)
+			return MSG_SHORT;
+		if (kind != 'S' && kind != 'P')
+			return type == 'D' ? "invalid DESCRIBE message subtype"
+					   : "invalid CLOSE message subtype";
+		if (!proto_get_str(&r))
+			return MSG_FORMAT;
+		break;
+	case 'E':
+		if (!proto_get_str(&r))
+			return MSG_FORMAT;
+		(void)proto_get_u32(&r);
+		if (r.err)
+			return MSG_SHORT;
+		break;
+	case 'S':
+	case 'H':
+	case 'c':
+	case 'X':
+		break;
+	case 'f':
+		if (!proto_get_str(&r))
+			return MSG_FORMAT;
+		break;
+	default:
+		return NULL;
+	}
+	return r.pos == r.len ? NULL : MSG_FORMAT;
+}
+
 uint32_t proto_server_max_len(char type)
 {
 	switch (type) {

@@ -59,6 +59,20 @@ void proto_msg_cleanup(struct proto_msg *m);
  * messages (Query, Parse, Bind, CopyData, FunctionCall) 1 GiB - 1. */
 uint32_t proto_client_max_len(char type, bool authenticated);
 
+/* True for the message types a client may send once logged in (B C D E F H
+ * P Q S X c d f); PostgreSQL closes the connection on any other with
+ * "invalid frontend message type". */
+bool proto_client_type_known(char type);
+
+/* Check the layout of a whole client message of TYPE (BODY, LEN bytes) the
+ * way the backend reads it: strings terminated inside the body, counts that
+ * match what follows, nothing left over, Describe/Close subtypes 'S' or
+ * 'P'. Bind may be checked from a prefix only (PREFIX: LEN bytes are the
+ * start of a longer body): then only its two names are checked. Returns NULL
+ * if it is well formed, else PostgreSQL's message for the problem. Types
+ * without a fixed layout (CopyData, FunctionCall...) are accepted. */
+const char *proto_check_client_msg(char type, const uint8_t *body, size_t len, bool prefix);
+
 /* Largest length field accepted from a server: 1 GiB - 1 for row, copy,
  * notice, error and notification messages, 10,000 for the rest... plus
  * authentication (65,535). */

@@ -3,6 +3,7 @@
 
 #include "core/config.h"
 #include "core/log.h"
+#include "net/sockopt.h"
 #include "net/worker.h"
 #include "pg/md5.h"
 #include "pg/proto.h"
@@ -220,6 +221,9 @@ void client_accept(struct worker *w, int fd, const char *addr)
 		close(fd);
 		return;
 	}
+	struct sockopt_tcp topt;
+	pool_tcp_options(&topt);
+	(void)sockopt_tune_tcp(fd, &topt);
 	int n = __atomic_add_fetch(&nclients_total, 1, __ATOMIC_RELAXED);
 	struct client *c = calloc(1, sizeof(*c));
 	struct bufferevent *bev = c ? bufferevent_socket_new(w->base, fd, BEV_OPT_CLOSE_ON_FREE) : NULL;
@@ -717,6 +721,13 @@ void client_on_wake(struct worker *w)
 
 /* ---- data path: client -> server ---- */
 
+/* A message type no client may send: PostgreSQL's answer (08P01, FATAL). */
+static void bad_message_type(struct client *c, uint8_t type)
+{
+	log_info("protocol_error", "addr=%s reason=invalid_message_type type=%d", c->addr, type);
+	client_close(c, "08P01", "protocol_violation", "invalid frontend message type %d", type);
+}
+
 void client_resume(struct client *c)
 {
 	if (c->state == CL_ACTIVE || c->state == CL_IDLE) {
@@ -772,8 +783,28 @@ void client_forward(struct client *c)
 			client_close(c, NULL, "client_terminate", NULL);
 			return;
 		}
-		c->last_active_ms = conn_now_ms();
 		size_t total = 1 + (size_t)h.len;
+		if (!proto_client_type_known(h.type)) {
+			bad_message_type(c, hdr[0]);
+			return;
+		}
+		if (h.type != 'd' && h.type != 'F' && !(txn_mode && frontend_wants(h.type))) {
+			/* small control messages are checked whole before they go out
+			 * (frontend_message checks its own): a malformed one costs the
+			 * client, never the server */
+			if (avail < total)
+				break;
+			const uint8_t *m = evbuffer_pullup(in, (ssize_t)total);
+			const char *bad = m ? proto_check_client_msg(h.type, m + 5, total - 5, false)
+					    : "out of memory";
+			if (bad) {
+				log_info("protocol_error", "addr=%s reason=malformed_message type=%c",
+					 c->addr, h.type);
+				client_close(c, "08P01", "protocol_violation", "%s", bad);
+				return;
+			}
+		}
+		c->last_active_ms = conn_now_ms();
 		bool copy_msg = h.type == 'd' || h.type == 'c' || h.type == 'f';
 		if (copy_msg && !s->server_in_copy) {
 			/* copy data after the backend left copy mode (it failed): the
@@ -843,6 +874,10 @@ static void idle_read(struct client *c)
 	}
 	if (h.type == 'X') {
 		client_close(c, NULL, "client_terminate", NULL);
+		return;
+	}
+	if (!proto_client_type_known(h.type)) {
+		bad_message_type(c, hdr[0]);
 		return;
 	}
 	if (h.type == 'c' || h.type == 'd' || h.type == 'f') {
@@ -946,6 +981,19 @@ void client_cancel_local(struct client *c)
 }
 
 /* ---- timers and shutdown ---- */
+
+void client_on_fast_tick(struct worker *w)
+{
+	if (pool_config()->query_timeout <= 0)
+		return;
+	struct pool_worker *pw = w->ctx;
+	uint64_t now = conn_now_ms();
+	struct client *c, *tmp;
+	TAILQ_FOREACH_SAFE(c, &pw->clients, worker_entry, tmp) {
+		if (c->state == CL_ACTIVE && c->server && c->server->client == c)
+			server_check_query_timeout(c->server, now);
+	}
+}
 
 void client_on_tick(struct worker *w)
 {

@@ -34,6 +34,8 @@ void client_resume(struct client *c);
 /* Worker hooks: the inbox wake, the 100 ms tick, and shutdown. */
 void client_on_wake(struct worker *w);
 void client_on_tick(struct worker *w);
+/* Every 100 ms tick: query_timeout. */
+void client_on_fast_tick(struct worker *w);
 /* Stop accepting-side work on W: close idle clients with 57P01, mark the
  * others to close at the end of their transaction. Worker thread. */
 void client_shutdown_worker(struct worker *w);

@@ -83,6 +83,7 @@ struct req {
 	uint64_t mark;         /* server statement registrations when it was sent */
 	uint64_t cmark;        /* the client's statement registrations when it was sent */
 	bool restore;          /* P: cs was removed by it (DEALLOCATE): put back if skipped */
+	uint64_t sent_ms;      /* when it was queued (only with query_timeout set) */
 };
 
 /* Ring buffer of outstanding requests, oldest first. */
@@ -208,6 +209,14 @@ struct server {
 	char internal_err[8];        /* SQLSTATE of an error during the internal query */
 	char internal_msg[256];      /* its message */
 	int cancels_in_flight;       /* forwarded cancels whose connection is still open */
+	bool draining;               /* its client left with requests outstanding: replies are
+				      * dropped until none is left, then it is rolled back and
+				      * released (server_client_gone) */
+	bool drain_reset;            /* ...and reset with DISCARD ALL (session mode, pinned) */
+	struct event *drain_timer;   /* owned: DRAIN_TIMEOUT_MS while draining, on worker's base */
+	uint64_t reqs_answered;      /* requests popped so far (query_timeout progress check) */
+	uint64_t qt_cancel_ms;       /* when query_timeout sent a cancel; 0: none pending */
+	uint64_t qt_answered;        /* reqs_answered at that moment */
 	uint64_t created_ms;
 	uint64_t idle_since_ms;
 	TAILQ_ENTRY(server) idle_entry;  /* [pool lock] pool idle list */

@@ -620,6 +620,15 @@ enum fe_result frontend_message(struct client *c, struct server *s, const struct
 		server_close(s, "out_of_memory");
 		return FE_CLOSED;
 	}
+	/* checked before anything is noted or sent: a malformed message closes
+	 * only the client, and the server is left exactly as it was */
+	const char *bad = proto_check_client_msg(h->type, msg + 5, have - 5, have < total);
+	if (bad) {
+		log_info("protocol_error", "addr=%s reason=malformed_message type=%c", c->addr,
+			 h->type);
+		client_close(c, "08P01", "protocol_violation", "%s", bad);
+		return FE_CLOSED;
+	}
 	capture_msg(s, h->type, have == total ? msg : NULL, total);
 	uint64_t seq = ++s->seq;
 	uint8_t kind = 0;
@@ -649,8 +658,9 @@ enum fe_result frontend_message(struct client *c, struct server *s, const struct
 		}
 	}
 	if (rc == -2) {
-		log_info("protocol_error", "addr=%s reason=malformed_message type=%c", c->addr,
-			 h->type);
+		/* proto_check_client_msg let through what a handler cannot read */
+		log_error("protocol_error", "addr=%s reason=unchecked_malformed_message type=%c",
+			  c->addr, h->type);
 		client_close(c, "08P01", "protocol_violation", "invalid message format");
 		return FE_CLOSED;
 	}

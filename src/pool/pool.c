@@ -3,6 +3,7 @@
 #include "pool/pool.h"
 
 #include "core/log.h"
+#include "net/sockopt.h"
 #include "net/worker.h"
 #include "pool/conn.h"
 #include "pool/client.h"
@@ -66,6 +67,15 @@ void pool_global_init(struct config *cfg, struct authfile *af, struct worker **w
 
 const struct config *pool_config(void) { return g.cfg; }
 const struct authfile *pool_authfile(void) { return g.af; }
+
+void pool_tcp_options(struct sockopt_tcp *out)
+{
+	*out = (struct sockopt_tcp){.keepalive = g.cfg->tcp_keepalive,
+				    .keepidle = g.cfg->tcp_keepidle,
+				    .keepintvl = g.cfg->tcp_keepintvl,
+				    .keepcnt = g.cfg->tcp_keepcnt,
+				    .user_timeout_ms = g.cfg->tcp_user_timeout};
+}
 struct worker *pool_worker(int i) { return g.workers[i]; }
 int pool_nworkers(void) { return g.nworkers; }
 
@@ -452,6 +462,7 @@ static void deferred_cb(struct worker *w)
 static void worker_tick(struct worker *w)
 {
 	struct pool_worker *pw = w->ctx;
+	client_on_fast_tick(w);
 	if (++pw->ticks % 10 != 0)
 		return; /* once a second */
 	client_on_tick(w);

@@ -28,6 +28,9 @@ struct pool_stats {
 void pool_global_init(struct config *cfg, struct authfile *af, struct worker **workers,
 		      int nworkers);
 const struct config *pool_config(void);
+struct sockopt_tcp;
+/* The TCP options of client and server sockets, from the config. */
+void pool_tcp_options(struct sockopt_tcp *out);
 const struct authfile *pool_authfile(void);
 struct worker *pool_worker(int i);
 int pool_nworkers(void);

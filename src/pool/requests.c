@@ -1,7 +1,9 @@
 /* Request queue of a server connection. See requests.h. */
 #include "pool/requests.h"
 
+#include "core/config.h"
 #include "pg/proto.h"
+#include "pool/pool.h"
 #include "pool/pstmt.h"
 
 #include <event2/buffer.h>
@@ -79,6 +81,8 @@ int req_push(struct server *s, const struct req *r)
 	}
 	if (copy.type == 'S')
 		s->ext_failed = false;
+	if (pool_config()->query_timeout > 0)
+		copy.sent_ms = conn_now_ms();
 	if (q->count == q->cap && grow(q) < 0) {
 		release_holds(&copy);
 		return -1;
@@ -101,6 +105,7 @@ void req_pop(struct server *s)
 	release_holds(r);
 	q->head = (q->head + 1) % q->cap;
 	q->count--;
+	s->reqs_answered++;
 }
 
 void req_error(struct server *s)
@@ -115,6 +120,7 @@ void req_error(struct server *s)
 		undo(s, &q->v[(q->head + i) % q->cap]);
 	q->head = q->cap ? (q->head + n) % q->cap : 0;
 	q->count -= n;
+	s->reqs_answered += n;
 	if (q->count == 0)
 		s->ext_failed = true; /* the Sync is still to come */
 }

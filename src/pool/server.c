@@ -85,6 +85,8 @@ void server_free(struct server *s)
 		close(s->fd);
 	if (s->timer)
 		event_free(s->timer);
+	if (s->drain_timer)
+		event_free(s->drain_timer);
 	scram_client_free(s->scram);
 	kvlist_clear(&s->reported);
 	kvlist_clear(&s->applied);
@@ -109,6 +111,12 @@ void server_destroy(struct server *s, const char *reason)
 
 void server_close(struct server *s, const char *reason)
 {
+	server_close_client_error(s, reason, NULL, NULL);
+}
+
+void server_close_client_error(struct server *s, const char *reason, const char *sqlstate,
+			       const char *client_msg)
+{
 	if (s->state == SV_CLOSING)
 		return;
 	log_info("server_close", "db=%s user=%s be_pid=%u reason=%s", pool_db_name(s->pool),
@@ -117,6 +125,9 @@ void server_close(struct server *s, const char *reason)
 	enum server_state was = s->state;
 	s->client = NULL;
 	server_set_state(s, SV_CLOSING);
+	s->draining = false;
+	if (s->drain_timer)
+		event_del(s->drain_timer);
 	if (s->bev)
 		bufferevent_disable(s->bev, EV_READ | EV_WRITE);
 	rbuf_stop(&s->rb);
@@ -129,6 +140,9 @@ void server_close(struct server *s, const char *reason)
 		 * read as the rest of it; just close */
 		c->server = NULL;
 		client_close(c, NULL, "server_lost", "server connection lost: %s", reason);
+	} else if (c && sqlstate) {
+		c->server = NULL;
+		client_close(c, sqlstate, reason, "%s", client_msg);
 	} else if (c) {
 		c->server = NULL;
 		if (was == SV_CONNECTING)
@@ -354,8 +368,91 @@ static void unlink_client(struct server *s)
 	}
 }
 
+/* ---- a server whose client left with requests outstanding ---- */
+
+#define DRAIN_TIMEOUT_MS 10000
+
+static void drain_timeout_cb(evutil_socket_t fd, short what, void *arg)
+{
+	struct server *s = arg;
+	if (!s->draining)
+		return;
+	log_warn("server_drain_timeout", "db=%s user=%s be_pid=%u requests=%u",
+		 pool_db_name(s->pool), pool_user(s->pool), s->be_pid, s->reqs.count);
+	/* whatever still runs was sent by a client that is gone: stop it, then
+	 * drop the connection (it is never reused, so the cancel cannot hit
+	 * another client's query) */
+	server_send_cancel(s);
+	server_close(s, "client_gone_drain_timeout");
+}
+
+/* All replies owed to the departed client have come: roll back what it left
+ * open and hand S back to the pool. */
+static void drain_done(struct server *s)
+{
+	s->draining = false;
+	if (s->drain_timer)
+		event_del(s->drain_timer);
+	log_info("server_drained", "db=%s user=%s be_pid=%u txn=%c", pool_db_name(s->pool),
+		 pool_user(s->pool), s->be_pid, s->txn);
+	int rc = 0;
+	if (s->txn != 'I') {
+		rc = start_internal(s, "ROLLBACK", s->drain_reset ? AFTER_DISCARD : AFTER_RELEASE);
+	} else if (s->drain_reset) {
+		session_server_reset(s);
+		rc = start_internal(s, "DISCARD ALL", AFTER_RELEASE);
+	} else {
+		queue_release(s);
+	}
+	if (rc < 0)
+		server_close(s, "out_of_memory");
+}
+
+/* S's client has just been unlinked while S still owes it replies. Complete
+ * what the client left half done on the protocol (a CopyFail for a copy in
+ * progress, a Sync after extended messages: exactly what the backend needs
+ * to reach a ReadyForQuery), then drop every reply until the queue is
+ * empty. A malformed message, a client that vanishes mid-pipeline: the
+ * server goes back to the pool clean instead of costing a new login.
+ * Returns 0, or -1 if that cannot be done (the caller closes S). */
+static int start_drain(struct server *s, bool reset)
+{
+	struct evbuffer *out = bufferevent_get_output(s->bev);
+	if (s->copy_open) {
+		static const char why[] = "client disconnected";
+		if (s->server_in_copy && proto_write_msg(out, 'f', why, sizeof(why)) < 0)
+			return -1;
+		server_note_client_msg(s, 'f'); /* the copy is over either way */
+	}
+	if (s->ext_open) {
+		if (proto_write_msg(out, 'S', NULL, 0) < 0)
+			return -1;
+		server_note_client_msg(s, 'S');
+	}
+	if (s->state != SV_ACTIVE)
+		return -1;
+	if (!s->drain_timer && !(s->drain_timer = evtimer_new(s->worker->base, drain_timeout_cb, s)))
+		return -1;
+	struct timeval tv = {DRAIN_TIMEOUT_MS / 1000, (DRAIN_TIMEOUT_MS % 1000) * 1000};
+	evtimer_add(s->drain_timer, &tv);
+	s->draining = true;
+	s->drain_reset = reset;
+	log_info("server_drain", "db=%s user=%s be_pid=%u requests=%u", pool_db_name(s->pool),
+		 pool_user(s->pool), s->be_pid, s->reqs.count);
+	if (s->reqs.count == 0 && s->stream_left == 0 && s->cancels_in_flight == 0)
+		drain_done(s);
+	return 0;
+}
+
 bool server_maybe_release(struct server *s, bool force)
 {
+	if (s->draining) {
+		if (s->state != SV_ACTIVE || s->reqs.count || s->ext_open || s->copy_open ||
+		    s->stream_left || s->cancels_in_flight)
+			return false;
+		drain_done(s);
+		return true;
+	}
 	struct client *c = s->client;
 	if (s->state != SV_ACTIVE || !at_boundary(s) || (c && c->stream_left > 0))
 		return false;
@@ -409,15 +506,23 @@ void server_client_gone(struct server *s)
 			   s->stream_left == 0 && s->cancels_in_flight == 0;
 	bool pinned = s->client && s->client->pins;
 	bool loaded = s->client && (s->client->pins & (1u << PIN_LOAD));
+	/* half a client message went out: nothing can complete it safely */
+	bool half_sent = s->client && s->client->stream_left > 0;
+	bool session = pool_config()->pool_mode == POOL_MODE_SESSION;
 	unlink_client(s);
-	if (idle_in_txn && !loaded) {
+	if (loaded || half_sent) {
+		server_close(s, loaded ? "pinned_session_loaded_a_library"
+				       : "client_disconnected_in_the_middle_of_a_message");
+		return;
+	}
+	if (idle_in_txn) {
 		/* BEGIN ... and gone: roll back before anyone else gets it */
-		bool session = pool_config()->pool_mode == POOL_MODE_SESSION;
 		if (start_internal(s, "ROLLBACK", session || pinned ? AFTER_DISCARD : AFTER_RELEASE) < 0)
 			server_close(s, "out_of_memory");
 		return;
 	}
-	server_close(s, "client_disconnected_with_query_in_progress");
+	if (start_drain(s, session || pinned) < 0)
+		server_close(s, "client_disconnected_with_query_in_progress");
 }
 
 void server_note_client_msg(struct server *s, char type)
@@ -837,7 +942,7 @@ static void cancel_done(struct cancel_conn *cc)
 	if (s->state == SV_CLOSING)
 		schedule_deferred(s->worker);
 	else if (s->cancels_in_flight == 0 && s->state == SV_ACTIVE)
-		server_maybe_release(s, false);
+		(void)server_maybe_release(s, false);
 }
 
 static void cancel_event_cb(struct bufferevent *bev, short what, void *arg)
@@ -879,6 +984,42 @@ void server_send_cancel(struct server *s)
 	if (bufferevent_socket_connect_hostname(cc->bev, s->worker->dns, AF_UNSPEC, db->host,
 						db->port) < 0)
 		cancel_done(cc);
+}
+
+/* ---- query_timeout ---- */
+
+#define QUERY_CANCEL_GRACE_MS 1000 /* after the cancel, before the connection is dropped */
+
+void server_check_query_timeout(struct server *s, uint64_t now)
+{
+	int limit = pool_config()->query_timeout;
+	struct req *r = req_head(s);
+	if (limit <= 0 || s->state != SV_ACTIVE || !r) {
+		s->qt_cancel_ms = 0;
+		return;
+	}
+	if (s->qt_cancel_ms) {
+		if (s->reqs_answered != s->qt_answered) {
+			s->qt_cancel_ms = 0; /* the server answered (its own 57014, most likely) */
+		} else if (now - s->qt_cancel_ms >= QUERY_CANCEL_GRACE_MS) {
+			char msg[200];
+			snprintf(msg, sizeof(msg),
+				 "pgmux: query_timeout (%d s) expired and the server did not answer "
+				 "the cancel: connection to the server closed",
+				 limit);
+			log_warn("query_timeout_server_closed", "db=%s user=%s be_pid=%u",
+				 pool_db_name(s->pool), pool_user(s->pool), s->be_pid);
+			server_close_client_error(s, "query_timeout", "57014", msg);
+		}
+		return;
+	}
+	if (r->sent_ms && now - r->sent_ms >= (uint64_t)limit * 1000) {
+		log_warn("query_timeout", "db=%s user=%s be_pid=%u query_timeout=%d",
+			 pool_db_name(s->pool), pool_user(s->pool), s->be_pid, limit);
+		s->qt_cancel_ms = now;
+		s->qt_answered = s->reqs_answered;
+		server_send_cancel(s);
+	}
 }
 
 /* ---- deferred work ---- */

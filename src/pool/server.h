@@ -5,6 +5,7 @@
 #pragma once
 
 #include <stdbool.h>
+#include <stdint.h>
 
 struct client;
 struct pool;
@@ -48,10 +49,19 @@ bool server_maybe_release(struct server *s, bool force);
 
 /* Finalize S from the data path; its client, if any, gets 08006. */
 void server_close(struct server *s, const char *reason);
+/* The same, with SQLSTATE and CLIENT_MSG for the client instead of 08006. */
+void server_close_client_error(struct server *s, const char *reason, const char *sqlstate,
+			       const char *client_msg);
 
 /* Deferred per-worker work: hand releasing servers back to pools, free
  * finalized ones. Called by the worker's deferred event. */
 void server_run_deferred(struct worker *w);
+
+/* Called about every 100 ms for each linked server when query_timeout is
+ * set: cancel a request the server has not answered for query_timeout
+ * seconds, and close the server (its client gets 57014) if the cancel gets
+ * no answer within a second. S's worker. */
+void server_check_query_timeout(struct server *s, uint64_t now);
 
 /* Start a forwarded cancel to S's backend; the link stays until it ends. */
 void server_send_cancel(struct server *s);

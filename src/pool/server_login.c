@@ -8,6 +8,7 @@
 
 #include "core/config.h"
 #include "core/log.h"
+#include "net/sockopt.h"
 #include "net/worker.h"
 #include "pg/md5.h"
 #include "pg/proto.h"
@@ -251,8 +252,9 @@ void server_connect(struct pool *p, struct worker *w, struct client *c)
 void on_connected(struct server *s)
 {
 	s->fd = bufferevent_getfd(s->bev);
-	int one = 1;
-	setsockopt(s->fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
+	struct sockopt_tcp topt;
+	pool_tcp_options(&topt);
+	(void)sockopt_tune_tcp(s->fd, &topt);
 	if (wbuf_attach(&s->wb, s->worker, s->bev) < 0 ||
 	    rbuf_attach(&s->rb, s->worker, s->bev, server_read_cb, server_event_cb, s) < 0) {
 		login_fail(s, "53200", "out of memory");
