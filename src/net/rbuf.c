@@ -64,6 +64,28 @@ void rbuf_detach(struct rbuf *rb)
 	rb->bev = NULL;
 }
 
+size_t rbuf_read_pending(struct rbuf *rb)
+{
+	if (!rb->bev)
+		return 0;
+	struct evbuffer *in = bufferevent_get_input(rb->bev);
+	int fd = bufferevent_getfd(rb->bev);
+	size_t total = 0;
+	for (int i = 0; i < 64; i++) { /* bounded: 2 MiB at most */
+		char buf[READ_CHUNK];
+		ssize_t r = recv(fd, buf, sizeof(buf), MSG_DONTWAIT);
+		if (r <= 0)
+			break;
+		evbuffer_unfreeze(in, 0);
+		int rc = evbuffer_add(in, buf, (size_t)r);
+		evbuffer_freeze(in, 0);
+		if (rc < 0)
+			break;
+		total += (size_t)r;
+	}
+	return total;
+}
+
 void rbuf_start(struct rbuf *rb)
 {
 	if (rb->ev && !rb->on && event_add(rb->ev, NULL) == 0)

@@ -7,6 +7,7 @@
 #pragma once
 
 #include <stdbool.h>
+#include <stddef.h>
 
 struct bufferevent;
 struct event;
@@ -30,4 +31,8 @@ int rbuf_attach(struct rbuf *rb, struct worker *w, struct bufferevent *bev, rbuf
 /* Free the event (before the bufferevent goes). Safe if never attached. */
 void rbuf_detach(struct rbuf *rb);
 void rbuf_start(struct rbuf *rb);
+/* Read what the socket holds now into the input, without callbacks (after
+ * a write error: a peer that closed may have said why first). Returns the
+ * bytes added. */
+size_t rbuf_read_pending(struct rbuf *rb);
 void rbuf_stop(struct rbuf *rb);

@@ -14,6 +14,7 @@
 #include "pool/session.h"
 #include "pool/conn.h"
 #include "pool/pool.h"
+#include "pool/relink.h"
 #include "pool/server.h"
 
 #include <arpa/inet.h>
@@ -126,6 +127,7 @@ static void client_free(struct client *c)
 	kvlist_clear(&c->params);
 	kvlist_clear(&c->view);
 	session_client_free(c);
+	relink_free(c);
 	free(c);
 }
 
@@ -682,6 +684,12 @@ static void start_transaction(struct client *c)
 	}
 }
 
+void client_relink(struct client *c)
+{
+	client_set_state(c, CL_IDLE);
+	start_transaction(c);
+}
+
 void client_use_server(struct client *c, struct server *s)
 {
 	if (c->timer)
@@ -758,6 +766,7 @@ void client_forward(struct client *c)
 			break;
 		if (c->stream_left) {
 			size_t n = avail < c->stream_left ? avail : c->stream_left;
+			relink_log(c, in, n);
 			if (c->discard_stream)
 				evbuffer_drain(in, n);
 			else
@@ -813,6 +822,7 @@ void client_forward(struct client *c)
 			if (h.type != 'd' && avail < total)
 				break; /* CopyDone/CopyFail are acted on whole */
 			size_t n = avail < total ? avail : total;
+			relink_log(c, in, n);
 			evbuffer_drain(in, n);
 			c->stream_left = (uint32_t)(total - n);
 			c->discard_stream = c->stream_left > 0;
@@ -842,6 +852,7 @@ void client_forward(struct client *c)
 		if (txn_mode)
 			frontend_capture(s, h.type, in, total);
 		size_t n = avail < total ? avail : total;
+		relink_log(c, in, n);
 		evbuffer_remove_buffer(in, sout, n);
 		c->stream_left = (uint32_t)(total - n);
 		server_note_client_msg(s, h.type);

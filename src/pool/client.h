@@ -18,6 +18,10 @@ void client_accept(struct worker *w, int fd, const char *addr);
 void client_close(struct client *c, const char *sqlstate, const char *reason, const char *fmt,
 		  ...) __attribute__((format(printf, 4, 5)));
 
+/* C's server was lost before answering; C's input holds again what it had
+ * sent: take another server (relink.c). */
+void client_relink(struct client *c);
+
 /* S (fresh from login or taken from the pool) is C's now. */
 void client_use_server(struct client *c, struct server *s);
 

@@ -149,6 +149,14 @@ struct client {
 	int rollback_tos;            /* ROLLBACK TO SAVEPOINTs sent whose tag has not come */
 	unsigned pins;               /* bitmask of enum pin_reason: pinned while nonzero */
 	struct kvlist sql_prepared;  /* owned: names of SQL-level PREPAREs (value unused) */
+	/* relink.c: bytes consumed on the current link while it has answered nothing */
+	uint8_t *relink_buf;         /* owned */
+	size_t relink_len, relink_cap;
+	size_t relink_skip;          /* next bytes consumed are a replay of kept ones */
+	bool relink_active;          /* the link has sent nothing to the client yet */
+	bool relink_ok;              /* everything consumed on the link is kept */
+	unsigned relink_tries;       /* dead servers skipped for the current message */
+	unsigned pins_at_link;       /* pins when the link began */
 	struct event *timer;         /* owned: login timeout / borrow timeout */
 	TAILQ_ENTRY(client) wait_entry;   /* [pool lock] pool's wait queue */
 	TAILQ_ENTRY(client) inbox_entry;  /* [inbox lock] worker inbox */

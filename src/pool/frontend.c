@@ -9,6 +9,7 @@
 #include "pool/conn.h"
 #include "pool/pool.h"
 #include "pool/pstmt.h"
+#include "pool/relink.h"
 #include "pool/requests.h"
 #include "pool/server.h"
 #include "pool/session.h"
@@ -668,6 +669,7 @@ enum fe_result frontend_message(struct client *c, struct server *s, const struct
 		client_close(c, "53200", "out_of_memory", "pgmux: out of memory");
 		return FE_CLOSED;
 	}
+	relink_log(c, in, have);
 	evbuffer_drain(in, have);
 	if (have < total) {
 		if (rc == 3) {
@@ -770,9 +772,11 @@ void frontend_replay(struct server *s)
 	s->capture_state = CAP_OFF;
 	if (!c || c->state != CL_ACTIVE || !s->capture)
 		return;
+	size_t n = evbuffer_get_length(s->capture);
 	if (evbuffer_prepend_buffer(bufferevent_get_input(c->bev), s->capture) < 0) {
 		server_close(s, "out_of_memory");
 		return;
 	}
+	relink_skip(c, n); /* the relink log holds these bytes already */
 	client_forward(c);
 }

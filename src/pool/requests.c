@@ -5,6 +5,7 @@
 #include "pg/proto.h"
 #include "pool/pool.h"
 #include "pool/pstmt.h"
+#include "pool/relink.h"
 
 #include <event2/buffer.h>
 #include <event2/bufferevent.h>
@@ -61,8 +62,9 @@ static void undo(struct server *s, struct req *r)
 		}
 		if (r->action == REQ_SKIP && !r->ss)
 			s->unnamed_owner = UNNAMED_UNKNOWN; /* an injected unnamed Parse skipped */
-	} else if (r->type == 'C' && r->cs && c) {
-		cstmt_restore(&c->stmts, r->cs); /* the Close never happened */
+	} else if ((r->type == 'C' || r->type == 'Q') && r->cs && c) {
+		/* the Close (or the DEALLOCATE pgmux answers) never happened */
+		cstmt_restore(&c->stmts, r->cs);
 	}
 	release_holds(r);
 }
@@ -125,10 +127,22 @@ void req_error(struct server *s)
 		s->ext_failed = true; /* the Sync is still to come */
 }
 
+void req_undo_all(struct server *s)
+{
+	struct reqq *q = &s->reqs;
+	for (uint32_t i = q->count; i-- > 0;)
+		undo(s, &q->v[(q->head + i) % q->cap]);
+	q->head = 0;
+	q->count = 0;
+	s->ext_failed = false;
+}
+
 static void write_fake(struct server *s, struct req *r)
 {
 	struct client *c = s->client;
 	struct evbuffer *out = c && c->state != CL_CLOSING ? bufferevent_get_output(c->bev) : NULL;
+	if (out && c->relink_active)
+		relink_stop(c);
 	switch (r->fake) {
 	case FAKE_PARSE_COMPLETE:
 		if (out)

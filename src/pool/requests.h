@@ -32,6 +32,10 @@ void req_emit_fakes(struct server *s);
 /* Drop the Syncs queued after the head while the backend was in copy-in mode
  * (it ignores them). */
 void req_drop_copy_syncs(struct server *s, uint64_t after_seq);
+/* Undo every queued request, newest first, as if the backend had skipped
+ * them all (the server is lost before it answered any: relink.c), and empty
+ * the queue. */
+void req_undo_all(struct server *s);
 /* Forget every request (server closing), releasing what they hold. */
 void req_clear(struct server *s);
 

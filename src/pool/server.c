@@ -15,6 +15,7 @@
 #include "pool/conn.h"
 #include "pool/frontend.h"
 #include "pool/pool.h"
+#include "pool/relink.h"
 #include "pool/requests.h"
 #include "pool/session.h"
 
@@ -297,6 +298,7 @@ void server_link(struct server *s, struct client *c)
 	s->retry_armed = false;
 	s->retried = false;
 	s->capture_state = 0;
+	relink_begin(c);
 	rbuf_start(&s->rb);
 	if (session_in_sync(s, c)) {
 		link_ready(s, c);
@@ -567,16 +569,21 @@ void server_note_client_msg(struct server *s, char type)
 static void forward_bytes(struct server *s, struct evbuffer *in, size_t n)
 {
 	struct client *c = s->client;
-	if (c && c->state != CL_CLOSING)
+	if (c && c->state != CL_CLOSING) {
+		if (c->relink_active)
+			relink_stop(c);
 		evbuffer_remove_buffer(in, bufferevent_get_output(c->bev), n);
-	else
+	} else {
 		evbuffer_drain(in, n);
+	}
 }
 
 /* A whole message taken out of the input goes to the linked client. */
 static int forward_msg(struct server *s, const struct proto_msg *m)
 {
 	struct client *c = s->client;
+	if (c && c->state != CL_CLOSING && c->relink_active)
+		relink_stop(c);
 	if (c && c->state != CL_CLOSING && proto_msg_forward(bufferevent_get_output(c->bev), m) < 0) {
 		server_close(s, "out_of_memory");
 		return -1;
@@ -664,7 +671,8 @@ static int handle_active_msg(struct server *s, const struct proto_msg *m)
 			const char *text = proto_error_field(body, blen, 'M');
 			char why[300];
 			snprintf(why, sizeof(why), "%s", text ? text : "FATAL error from server");
-			server_close(s, why);
+			if (!relink_try(s, proto_error_field(body, blen, 'C'), why))
+				server_close(s, why);
 			return -1;
 		}
 		struct req *r = req_head(s);
@@ -684,6 +692,8 @@ static int handle_active_msg(struct server *s, const struct proto_msg *m)
 			/* dropped: the retry's answer replaces it */
 		} else if (injected) {
 			/* pgmux's DO block raised it: no PL/pgSQL context, file or line */
+			if (c && c->state != CL_CLOSING && c->relink_active)
+				relink_stop(c);
 			if (c && c->state != CL_CLOSING &&
 			    proto_write_error_filtered(bufferevent_get_output(c->bev), 'E', body, blen,
 						       "WFLR") < 0) {
@@ -902,6 +912,14 @@ void server_event_cb(struct bufferevent *bev, short what, void *arg)
 		on_connected(s);
 		return;
 	}
+	if ((what & BEV_EVENT_WRITING) && (s->state == SV_ACTIVE || s->state == SV_INTERNAL) &&
+	    rbuf_read_pending(&s->rb) > 0) {
+		/* a backend that exited may have sent its FATAL first: read it, it
+		 * says whether the link can move to another server */
+		server_read_cb(bev, s);
+		if (s->state == SV_CLOSING || s->bev != bev)
+			return;
+	}
 	if (what & (BEV_EVENT_EOF | BEV_EVENT_ERROR)) {
 		char why[128];
 		int dnserr = bufferevent_socket_get_dns_error(bev);
@@ -920,7 +938,7 @@ void server_event_cb(struct bufferevent *bev, short what, void *arg)
 			server_close(s, why); /* in no list while its output drains */
 		} else if (s->state == SV_RELEASING || s->state == SV_RESERVED) {
 			s->dead = true; /* whoever takes it next drops it */
-		} else {
+		} else if (!relink_try(s, NULL, why)) {
 			server_close(s, why);
 		}
 	}

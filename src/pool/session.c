@@ -436,6 +436,11 @@ void session_txn_end(struct client *c, struct server *s, uint64_t upto, bool com
 	}
 }
 
+void session_abandon_txn(struct client *c)
+{
+	session_txn_end(c, NULL, UINT64_MAX, false);
+}
+
 void session_ready(struct client *c, struct server *s, uint64_t upto, char status)
 {
 	if (status == 'I') {

@@ -72,6 +72,9 @@ void session_error(struct client *c);
 /* A transaction of C's ended on S: apply (COMMITTED) or drop the changes
  * queued up to client message UPTO, honouring savepoints rolled back to. */
 void session_txn_end(struct client *c, struct server *s, uint64_t upto, bool committed);
+/* Drop every change queued for C's transaction without applying any (its
+ * link is replayed on another server, which queues them again). */
+void session_abandon_txn(struct client *c);
 /* ReadyForQuery with STATUS answered client message UPTO. */
 void session_ready(struct client *c, struct server *s, uint64_t upto, char status);
 /* A CommandComplete "ROLLBACK": the tag of a ROLLBACK TO SAVEPOINT sent
