@@ -839,12 +839,16 @@ int sqllex_classify(const char *sql, size_t len, struct sqllex_result *out)
 	out->n = 0;
 	out->too_many = false;
 	out->kinds = 0;
+	out->ddl = false;
 	do {
 		r = scan_stmt(sql, &lx, &st);
 		if (r < 0)
 			return -1;
 		if (st.ntok == 0)
 			continue;
+		if (hk(sql, &st, 0, "create") || hk(sql, &st, 0, "alter") || hk(sql, &st, 0, "drop") ||
+		    (hk(sql, &st, 0, "import") && hk(sql, &st, 1, "foreign")))
+			out->ddl = true;
 		if (out->n == SQLLEX_MAX_STMTS) {
 			/* keep scanning: a later error still counts, and so do kinds */
 			struct sqllex_stmt extra;

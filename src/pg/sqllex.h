@@ -85,6 +85,8 @@ struct sqllex_result {
 	bool too_many; /* more than SQLLEX_MAX_STMTS statements: only the first are in
 			* stmts, but kinds covers them all */
 	unsigned kinds; /* bit (1u << kind) set for every kind seen, in all statements */
+	bool ddl;       /* a statement changes the catalog (CREATE, ALTER, DROP, IMPORT FOREIGN
+			 * SCHEMA): prepared statements made before it may be stale */
 };
 
 /* Classify every statement of SQL (LEN bytes, need not be NUL-terminated).

@@ -834,7 +834,7 @@ void client_forward(struct client *c)
 			}
 			continue;
 		}
-		if (txn_mode && s->nclose)
+		if (txn_mode && (s->nclose || s->orphan_seen != pstmt_orphan_gen()))
 			frontend_flush_closes(s);
 		if (txn_mode && frontend_wants(h.type)) {
 			enum fe_result fr = frontend_message(c, s, &h, avail);

@@ -140,6 +140,7 @@ struct client {
 	size_t unnamed_cap;
 	uint64_t unnamed_gen;        /* bumped at each Parse of the unnamed statement */
 	unsigned unnamed_kinds;      /* sqllex kinds of its query (session effects at Bind) */
+	bool unnamed_ddl;            /* ...and whether it changes the catalog */
 	struct kvlist sets;          /* owned: name -> SQL value of its committed SETs */
 	uint64_t sets_version;       /* bumped whenever sets changes */
 	struct set_op *ops;          /* owned: changes waiting for their transaction's end */
@@ -197,6 +198,11 @@ struct server {
 				* UNNAMED_UNKNOWN: maybe someone's (a skipped Parse/Close) */
 	uint64_t unnamed_gen;        /* that client's unnamed_gen */
 	bool ext_failed;             /* an error in extended messages: the backend skips to Sync */
+	bool ddl_pending;            /* DDL sent: bump the DDL epoch again at the next
+				      * ReadyForQuery, when it has run (pstmt.h) */
+	bool tentative_stmts;        /* statements prepared inside the open transaction block */
+	bool block_failed;           /* an error or a ROLLBACK (TO) since the last ReadyForQuery */
+	uint64_t orphan_seen;        /* pstmt_orphan_gen() when its orphans were last closed */
 	/* transparent retry of a segment that failed with 0A000 (stale plan) */
 	struct evbuffer *capture;    /* owned: client messages of the segment, as received */
 	int capture_state;           /* frontend.c: whether capture holds the segment */

@@ -160,9 +160,35 @@ static int close_server_stmt(struct server *s, uint64_t seq, const char *name)
 	return 0;
 }
 
+/* Queue a Close for every copy on S that no client statement refers to any
+ * more (pstmt.h, orphans). */
+static void collect_orphans(struct server *s)
+{
+	uint64_t gen = pstmt_orphan_gen();
+	if (gen == s->orphan_seen)
+		return;
+	s->orphan_seen = gen;
+	struct sstmt *ss, *next;
+	for (ss = TAILQ_FIRST(&s->stmts.lru); ss; ss = next) {
+		next = TAILQ_NEXT(ss, lru);
+		if (ss->inflight || ss->state != SS_READY || !pstmt_orphaned(ss->ps))
+			continue;
+		char name[sizeof(ss->name)];
+		memcpy(name, ss->name, sizeof(name));
+		sstmt_remove(&s->stmts, ss);
+		if (close_server_stmt(s, s->seq, name) < 0) {
+			server_close(s, "out_of_memory");
+			return;
+		}
+	}
+}
+
 void frontend_flush_closes(struct server *s)
 {
-	if (!s->nclose || s->reqs.count || s->ext_failed)
+	if (s->reqs.count || s->ext_failed)
+		return;
+	collect_orphans(s);
+	if (!s->nclose || s->state != SV_ACTIVE)
 		return;
 	for (int i = 0; i < s->nclose; i++)
 		if (write_close(s, s->seq, s->to_close[i]) < 0) {
@@ -189,12 +215,24 @@ static int evict(struct server *s, uint64_t seq)
 	return 0;
 }
 
-/* The statement PS as prepared on S, preparing it first if needed (its
- * ParseComplete is pgmux's). NULL on failure. */
-static struct sstmt *ensure_prepared(struct server *s, uint64_t seq, struct pstmt *ps)
+/* A new server statement for PS on S (its Parse is the caller's to write). */
+static struct sstmt *add_server_stmt(struct server *s, struct pstmt *ps)
 {
+	struct sstmt *ss = sstmt_add(&s->stmts, ps);
+	if (ss && s->txn != 'I') {
+		ss->tentative = true; /* stale if this block fails (pstmt.h) */
+		s->tentative_stmts = true;
+	}
+	return ss;
+}
+
+/* Client statement CS as prepared on S, preparing it first if needed (its
+ * ParseComplete is pgmux's). NULL on failure. */
+static struct sstmt *ensure_prepared(struct server *s, uint64_t seq, struct cstmt *cs)
+{
+	struct pstmt *ps = cs->ps;
 	struct sstmt *ss = sstmt_find(&s->stmts, ps);
-	if (ss && ss->gen == __atomic_load_n(&ps->gen, __ATOMIC_RELAXED)) {
+	if (ss && sstmt_usable(ss, cs)) {
 		sstmt_touch(&s->stmts, ss);
 		return ss;
 	}
@@ -206,7 +244,7 @@ static struct sstmt *ensure_prepared(struct server *s, uint64_t seq, struct pstm
 		if (close_server_stmt(s, seq, name) < 0)
 			return NULL;
 	}
-	if (evict(s, seq) < 0 || !(ss = sstmt_add(&s->stmts, ps)))
+	if (evict(s, seq) < 0 || !(ss = add_server_stmt(s, ps)))
 		return NULL;
 	const void *parts[] = {ss->name, ps->body};
 	size_t lens[] = {strlen(ss->name) + 1, ps->len};
@@ -236,6 +274,13 @@ static int ensure_unnamed(struct client *c, struct server *s, uint64_t seq)
 
 /* ---- session effects of SQL ---- */
 
+/* DDL goes to S: server copies prepared before it may be stale (pstmt.h). */
+static void note_ddl(struct server *s)
+{
+	pstmt_ddl_seen();
+	s->ddl_pending = true;
+}
+
 /* Note what SQL does; returns 1 if it was refused (error injected), 0 to go
  * on, -1 on failure. */
 /* Note what SQL does. RUN: it executes now (a Query, or the Bind of a
@@ -263,6 +308,8 @@ static int inspect(struct client *c, struct server *s, const char *sql, size_t l
 		session_pin(c, s, fx->pins);
 	if (run && fx->sets)
 		s->dirty_params = true;
+	if (run && fx->ddl)
+		note_ddl(s);
 	return 0;
 }
 
@@ -406,6 +453,7 @@ static int on_parse(struct client *c, struct server *s, uint64_t seq, const uint
 		memcpy(c->unnamed, msg + 5, blen);
 		c->unnamed_len = blen;
 		c->unnamed_kinds = fx.kinds;
+		c->unnamed_ddl = fx.ddl;
 		c->unnamed_gen++;
 		s->unnamed_owner = c->id;
 		s->unnamed_gen = c->unnamed_gen;
@@ -418,13 +466,14 @@ static int on_parse(struct client *c, struct server *s, uint64_t seq, const uint
 	if (!ps)
 		return -1;
 	__atomic_store_n(&ps->state_kinds, fx.kinds, __ATOMIC_RELAXED);
+	__atomic_store_n(&ps->ddl, fx.ddl, __ATOMIC_RELAXED);
 	struct cstmt *cs = cstmt_add(&c->stmts, name, ps);
 	pstmt_unref(ps);
 	if (!cs)
 		return -1;
 	cs->reg = ++c->stmt_regs;
 	struct sstmt *ss = sstmt_find(&s->stmts, ps);
-	if (ss && ss->gen == __atomic_load_n(&ps->gen, __ATOMIC_RELAXED)) {
+	if (ss && sstmt_usable(ss, cs)) {
 		/* already there: answer for it */
 		sstmt_touch(&s->stmts, ss);
 		return push_fake(s, seq, 'P', FAKE_PARSE_COMPLETE, cs);
@@ -436,7 +485,7 @@ static int on_parse(struct client *c, struct server *s, uint64_t seq, const uint
 		if (close_server_stmt(s, seq, old) < 0)
 			return -1;
 	}
-	if (evict(s, seq) < 0 || !(ss = sstmt_add(&s->stmts, ps)))
+	if (evict(s, seq) < 0 || !(ss = add_server_stmt(s, ps)))
 		return -1;
 	const void *parts[] = {ss->name, rest};
 	size_t lens[] = {strlen(ss->name) + 1, rest_len};
@@ -474,7 +523,7 @@ static const char *map_statement(struct client *c, struct server *s, uint64_t se
 		*rc = inject_error(s, seq, "26000", m) < 0 ? -1 : 1;
 		return NULL;
 	}
-	struct sstmt *ss = ensure_prepared(s, seq, cs->ps);
+	struct sstmt *ss = ensure_prepared(s, seq, cs);
 	if (!ss) {
 		*rc = -1;
 		return NULL;
@@ -506,6 +555,9 @@ static int on_bind(struct client *c, struct server *s, uint64_t seq, const uint8
 	if (!stmt[0] && c->unnamed_len > 1 &&
 	    run_effects(c, s, seq, (const char *)c->unnamed + 1, c->unnamed_kinds) < 0)
 		return -1;
+	if ((ss && __atomic_load_n(&ss->ps->ddl, __ATOMIC_RELAXED)) ||
+	    (!stmt[0] && c->unnamed_len > 1 && c->unnamed_ddl))
+		note_ddl(s);
 	size_t plen = strlen(portal) + 1, olen = strlen(stmt) + 1, nlen = strlen(sname) + 1;
 	size_t head = 5 + plen + olen; /* what is replaced */
 	const void *parts[] = {portal, sname, msg + head};
@@ -565,7 +617,7 @@ static void capture_msg(struct server *s, char type, const void *msg, size_t tot
 		s->capture_state = CAP_OFF;
 		if (s->capture)
 			evbuffer_drain(s->capture, evbuffer_get_length(s->capture));
-		if (type == 'B' && s->txn == 'I' && !s->retried) {
+		if ((type == 'B' || type == 'D') && s->txn == 'I' && !s->retried) {
 			s->capture_state = CAP_OPEN;
 			s->capture_described = false;
 			s->capture_seq = s->seq + 1; /* the number this message gets */
@@ -730,7 +782,7 @@ bool frontend_idle_parse(struct client *c)
 
 /* ---- stale plans (0A000) ---- */
 
-bool frontend_stale_plan(struct server *s, const struct req *head)
+bool frontend_stale_plan(struct server *s, const struct req *head, bool shape_may_change)
 {
 	struct sstmt *ss = head->ss;
 	__atomic_add_fetch(&ss->ps->gen, 1, __ATOMIC_RELAXED);
@@ -745,7 +797,7 @@ bool frontend_stale_plan(struct server *s, const struct req *head)
 	/* a client that did not ask for the row description again would read
 	 * rows of a shape it did not expect (asyncpg and pgjdbc cache it, and
 	 * re-prepare on this error themselves) */
-	bool retry = s->capture_state == CAP_DONE && s->capture_described &&
+	bool retry = s->capture_state == CAP_DONE && (s->capture_described || !shape_may_change) &&
 		     head->seq == s->capture_seq && !s->retried && sync_at && sync_at == n - 1 &&
 		     s->client;
 	char name[sizeof(ss->name)];
@@ -760,6 +812,9 @@ bool frontend_stale_plan(struct server *s, const struct req *head)
 		log_info("stale_plan_retry", "db=%s user=%s client=%llu server_pid=%u statement=%s",
 			 pool_db_name(s->pool), pool_user(s->pool),
 			 (unsigned long long)s->client->id, s->be_pid, name);
+	} else {
+		log_info("stale_plan", "db=%s user=%s server_pid=%u statement=%s retried=no",
+			 pool_db_name(s->pool), pool_user(s->pool), s->be_pid, name);
 	}
 	return retry;
 }

@@ -47,13 +47,15 @@ bool frontend_idle_parse(struct client *c);
  * in flight on S. Call only between two client messages. */
 void frontend_flush_closes(struct server *s);
 
-/* The Bind at the head of S's queue (HEAD) failed with "cached plan must not
- * change result type": every server re-prepares the statement from now on.
- * Returns true if the failed segment will be sent again once its
- * ReadyForQuery arrives (the caller then drops the error): the Bind was the
- * first message of an implicit transaction, nothing of the segment has
- * reached the client, and the segment asks for the row description (so the
- * client learns the new row type). */
-bool frontend_stale_plan(struct server *s, const struct req *head);
+/* The Bind or Describe at the head of S's queue (HEAD) failed in a way that
+ * says the server copy of its statement is stale ("cached plan must not
+ * change result type", "cache lookup failed", an object that a fresh Parse
+ * may resolve again): that copy is closed and every server re-prepares the
+ * statement from now on. Returns true if the failed segment will be sent
+ * again once its ReadyForQuery arrives (the caller then drops the error): the
+ * message was the first of an implicit transaction, nothing of the segment
+ * has reached the client, and, if SHAPE_MAY_CHANGE (0A000), the segment asks
+ * for the row description (so the client learns the new row type). */
+bool frontend_stale_plan(struct server *s, const struct req *head, bool shape_may_change);
 /* The ReadyForQuery ending the failed try arrived: send the segment again. */
 void frontend_replay(struct server *s);

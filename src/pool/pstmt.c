@@ -9,6 +9,34 @@ static pthread_mutex_t intern_lock = PTHREAD_MUTEX_INITIALIZER;
 static struct hmap interned;
 static uint64_t next_pstmt_id;
 static uint64_t next_server_name; /* atomic */
+static uint64_t ddl_epoch;        /* atomic */
+static uint64_t orphan_gen;       /* atomic */
+
+uint64_t pstmt_ddl_epoch(void)
+{
+	return __atomic_load_n(&ddl_epoch, __ATOMIC_RELAXED);
+}
+
+void pstmt_ddl_seen(void)
+{
+	__atomic_add_fetch(&ddl_epoch, 1, __ATOMIC_RELAXED);
+}
+
+uint64_t pstmt_orphan_gen(void)
+{
+	return __atomic_load_n(&orphan_gen, __ATOMIC_RELAXED);
+}
+
+bool pstmt_orphaned(const struct pstmt *ps)
+{
+	return __atomic_load_n(&ps->crefs, __ATOMIC_RELAXED) == 0;
+}
+
+bool sstmt_usable(const struct sstmt *ss, const struct cstmt *cs)
+{
+	return ss->gen == __atomic_load_n(&ss->ps->gen, __ATOMIC_RELAXED) && !ss->stale &&
+	       (!cs || ss->epoch >= cs->epoch);
+}
 
 struct pstmt *pstmt_intern(const uint8_t *body, size_t len)
 {
@@ -120,11 +148,15 @@ struct cstmt *cstmt_add(struct hmap *m, const char *name, struct pstmt *ps)
 	}
 	pstmt_ref(ps);
 	cs->ps = ps;
+	cs->epoch = pstmt_ddl_epoch();
+	__atomic_add_fetch(&ps->crefs, 1, __ATOMIC_RELAXED);
 	return cs;
 }
 
 static void cstmt_free(struct cstmt *cs)
 {
+	if (__atomic_sub_fetch(&cs->ps->crefs, 1, __ATOMIC_RELAXED) == 0)
+		__atomic_add_fetch(&orphan_gen, 1, __ATOMIC_RELAXED);
 	pstmt_unref(cs->ps);
 	free(cs->name);
 	free(cs);
@@ -223,6 +255,7 @@ struct sstmt *sstmt_add(struct sstmt_reg *r, struct pstmt *ps)
 		 (unsigned long long)__atomic_add_fetch(&next_server_name, 1, __ATOMIC_RELAXED));
 	ss->state = SS_PENDING;
 	ss->gen = __atomic_load_n(&ps->gen, __ATOMIC_RELAXED);
+	ss->epoch = pstmt_ddl_epoch();
 	ss->reg = ++r->counter;
 	TAILQ_INSERT_TAIL(&r->lru, ss, lru);
 	return ss;
@@ -271,6 +304,19 @@ void sstmt_forget_upto(struct sstmt_reg *r, uint64_t mark)
 		next = TAILQ_NEXT(ss, lru);
 		if (ss->reg <= mark)
 			sstmt_remove(r, ss);
+	}
+}
+
+void sstmt_block_end(struct sstmt_reg *r, bool ended, bool failed)
+{
+	struct sstmt *ss;
+	TAILQ_FOREACH(ss, &r->lru, lru) {
+		if (!ss->tentative)
+			continue;
+		if (failed)
+			ss->stale = true;
+		if (ended)
+			ss->tentative = false;
 	}
 }
 

@@ -12,7 +12,23 @@
  *   failed pipeline or invalidated is never confused with a new one), with an
  *   LRU list bounded by max_prepared_statements.
  * Only pstmt_intern/pstmt_unref lock (a process-wide mutex); the client and
- * server maps belong to the thread that owns the connection. */
+ * server maps belong to the thread that owns the connection.
+ *
+ * When a server copy may be reused for a client's name (so that the client
+ * never gets an error from a copy it did not prepare itself that a fresh
+ * Parse would not give):
+ * - DDL epoch: every CREATE/ALTER/DROP that passes through pgmux bumps a
+ *   process-wide epoch (when it is sent and when it has run). A client
+ *   statement records the epoch of its Parse, a server copy the epoch it was
+ *   prepared at; a copy older than the client's Parse is replaced, not
+ *   reused (a type or table it names may have been dropped and recreated).
+ * - A copy prepared inside a transaction block that then failed or rolled
+ *   back (to a savepoint or at all) is stale: its parameter types may name
+ *   objects that no longer exist.
+ * - Orphans: a pstmt that no client statement refers to any more (the last
+ *   client DEALLOCATEd it or left) bumps a process-wide orphan generation;
+ *   each server closes such copies at its next message boundary, so a server
+ *   holds what connected clients still use. */
 #pragma once
 
 #include "lib/hmap.h"
@@ -31,6 +47,8 @@ struct pstmt {
 	unsigned gen;          /* atomic: bumped when a server reports the plan stale (0A000) */
 	unsigned state_kinds;  /* atomic: sqllex kinds of the query (its session effects run at
 				* each Bind) */
+	bool ddl;              /* atomic: the query changes the catalog (epoch bump at Bind) */
+	int crefs;             /* atomic: client statements (struct cstmt) referring to it */
 };
 
 struct cstmt {
@@ -40,6 +58,7 @@ struct cstmt {
 	int inflight;          /* requests in a server's queue that point here */
 	bool dead;             /* removed from the map; freed when inflight drops to 0 */
 	uint64_t reg;          /* the client's registration number (struct client.stmt_regs) */
+	uint64_t epoch;        /* DDL epoch when the client sent its Parse */
 };
 
 enum sstmt_state { SS_PENDING, SS_READY };
@@ -53,6 +72,9 @@ struct sstmt {
 	uint64_t reg;          /* server registration counter when prepared */
 	int inflight;          /* requests in the queue that point here */
 	bool dead;             /* removed from the map; freed when inflight drops to 0 */
+	uint64_t epoch;        /* DDL epoch when it was prepared */
+	bool tentative;        /* prepared inside a transaction block still open */
+	bool stale;            /* that block failed or rolled back: replace before reuse */
 	TAILQ_ENTRY(sstmt) lru;
 };
 
@@ -67,6 +89,16 @@ void pstmt_ref(struct pstmt *ps);
 void pstmt_unref(struct pstmt *ps);
 /* Interned statements alive (tests, stats). */
 size_t pstmt_count(void);
+
+/* The DDL epoch, and a bump of it (DDL sent, or done). */
+uint64_t pstmt_ddl_epoch(void);
+void pstmt_ddl_seen(void);
+/* Bumped whenever some pstmt lost its last client statement. */
+uint64_t pstmt_orphan_gen(void);
+/* True if no client statement refers to PS. */
+bool pstmt_orphaned(const struct pstmt *ps);
+/* True if server copy SS may answer for client statement CS. */
+bool sstmt_usable(const struct sstmt *ss, const struct cstmt *cs);
 
 /* ---- per client ---- */
 struct cstmt *cstmt_find(struct hmap *m, const char *name);
@@ -104,6 +136,10 @@ void sstmt_release(struct sstmt *ss);
 /* Remove every entry registered at or before MARK (DEALLOCATE ALL / DISCARD
  * ALL ran on the server). */
 void sstmt_forget_upto(struct sstmt_reg *r, uint64_t mark);
+/* The transaction block the tentative entries were prepared in ended
+ * (COMMITTED: kept, else stale), or rolled back to a savepoint (FAILED:
+ * stale, still tentative). */
+void sstmt_block_end(struct sstmt_reg *r, bool ended, bool failed);
 /* The least recently used READY entry not in use by a queued request, or
  * NULL. */
 struct sstmt *sstmt_lru_victim(struct sstmt_reg *r);

@@ -598,6 +598,8 @@ static void note_command_tag(struct server *s, const char *tag)
 	struct client *c = s->client;
 	struct req *r = req_head(s);
 	uint64_t mark = r ? r->mark : s->stmts.counter;
+	if (strcmp(tag, "ROLLBACK") == 0)
+		s->block_failed = true; /* (to a savepoint): copies prepared since may be stale */
 	if (c && r && strcmp(tag, "COMMIT") == 0)
 		session_txn_end(c, s, r->seq, true);
 	else if (c && strcmp(tag, "ROLLBACK") == 0)
@@ -614,6 +616,28 @@ static void note_command_tag(struct server *s, const char *tag)
 		kvlist_clear(&s->applied_sets);
 		s->last_client_id = 0; /* the client's own parameters are gone too */
 	}
+}
+
+/* Does this ErrorResponse to a Bind or Describe of a server copy say that
+ * the copy is stale? 2: the plan's result type changed (0A000); 1: it names
+ * an object that is gone (XX000 cache lookup failed, 42704, 42P01, 42703:
+ * after DDL, a fresh Parse resolves the names again, or gives the same
+ * error); 0: no. */
+static int stale_copy_error(const uint8_t *body, size_t blen)
+{
+	const char *code = proto_error_field(body, blen, 'C');
+	if (!code)
+		return 0;
+	if (strcmp(code, "0A000") == 0) {
+		const char *routine = proto_error_field(body, blen, 'R');
+		return routine && strcmp(routine, "RevalidateCachedQuery") == 0 ? 2 : 0;
+	}
+	if (strcmp(code, "XX000") == 0) {
+		const char *text = proto_error_field(body, blen, 'M');
+		return text && strncmp(text, "cache lookup failed", 19) == 0;
+	}
+	return strcmp(code, "42704") == 0 || strcmp(code, "42P01") == 0 ||
+	       strcmp(code, "42703") == 0;
 }
 
 /* A whole message of interest while linked, already out of S's input.
@@ -633,6 +657,15 @@ static int handle_active_msg(struct server *s, const struct proto_msg *m)
 		s->txn = (char)body[0];
 		uint64_t seq = r->seq;
 		req_pop(s);
+		if (s->ddl_pending) {
+			s->ddl_pending = false;
+			pstmt_ddl_seen(); /* it has run: copies prepared meanwhile are old too */
+		}
+		if (s->tentative_stmts && (s->block_failed || s->txn == 'I')) {
+			sstmt_block_end(&s->stmts, s->txn == 'I', s->block_failed);
+			s->tentative_stmts = s->txn != 'I';
+		}
+		s->block_failed = false;
 		if (c)
 			session_ready(c, s, seq, s->txn);
 		if (s->retry_armed) {
@@ -677,13 +710,13 @@ static int handle_active_msg(struct server *s, const struct proto_msg *m)
 		}
 		struct req *r = req_head(s);
 		bool swallow = false, injected = r && r->type == 'E' && r->action == REQ_SKIP;
+		s->block_failed = true;
 		if (r && r->type != 'Q' && r->type != 'F' && r->type != 'S') {
 			/* an extended-protocol request failed: the backend skips to Sync */
-			const char *code = proto_error_field(body, blen, 'C');
-			const char *routine = proto_error_field(body, blen, 'R');
-			if (r->type == 'B' && r->ss && code && strcmp(code, "0A000") == 0 && routine &&
-			    strcmp(routine, "RevalidateCachedQuery") == 0)
-				swallow = frontend_stale_plan(s, r);
+			int stale = (r->type == 'B' || r->type == 'D') && r->ss ? stale_copy_error(body, blen)
+									   : 0;
+			if (stale)
+				swallow = frontend_stale_plan(s, r, stale == 2);
 			req_error(s);
 		}
 		if (c && !swallow)
@@ -791,6 +824,12 @@ static int handle_internal_msg(struct server *s, const struct proto_msg *m)
 		}
 	} else if (m->type == 'Z') {
 		s->txn = m->body_len ? (char)m->body[0] : 'I';
+		if (s->tentative_stmts && s->txn == 'I') {
+			/* pgmux's ROLLBACK (or reset) ended the block they were made in */
+			sstmt_block_end(&s->stmts, true, true);
+			s->tentative_stmts = false;
+		}
+		s->block_failed = false;
 		internal_done(s);
 		return -1;
 	}

@@ -197,6 +197,7 @@ int session_inspect(struct client *c, const char *sql, size_t len, uint64_t seq,
 		return 0; /* the server rejects it with a syntax error */
 	fx->nstmts = r.n;
 	fx->kinds = r.kinds;
+	fx->ddl = r.ddl;
 	if (r.n == 1) {
 		fx->single_kind = r.stmts[0].kind;
 		snprintf(fx->single_name, sizeof(fx->single_name), "%s", r.stmts[0].name);

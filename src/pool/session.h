@@ -45,6 +45,7 @@ struct session_effects {
 	bool sets;          /* changes settings (SET, RESET, DISCARD ALL...) */
 	bool discard_all;   /* contains DISCARD ALL */
 	bool deallocate_all;/* contains DEALLOCATE ALL */
+	bool ddl;           /* changes the catalog (CREATE, ALTER, DROP...) */
 	int nstmts;         /* statements found (0 if it could not be analysed) */
 	unsigned kinds;     /* sqllex kinds bitmask of all its statements */
 	int single_kind;    /* enum sqllex_kind when nstmts == 1 */
