@@ -14,6 +14,7 @@
 #include <fcntl.h>
 #include <getopt.h>
 #include <signal.h>
+#include <sys/resource.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -137,6 +138,16 @@ static int start_workers(void)
 		if (!m.listeners[i])
 			return -1;
 	}
+	/* every client and server connection is one fd, on any worker */
+	long nfds = (long)m.cfg->max_client_conn + 64;
+	for (int i = 0; i < m.cfg->ndbs; i++)
+		nfds += 2L * m.cfg->dbs[i].pool_size;
+	struct rlimit rl;
+	if (getrlimit(RLIMIT_NOFILE, &rl) == 0 && rl.rlim_cur != RLIM_INFINITY &&
+	    (rlim_t)nfds > rl.rlim_cur)
+		nfds = (long)rl.rlim_cur;
+	for (int i = 0; i < m.nworkers; i++)
+		worker_reserve_fds(m.workers[i], (int)nfds);
 	for (int i = 0; i < m.nworkers; i++)
 		if (worker_start(m.workers[i]) < 0)
 			return -1;

@@ -36,6 +36,10 @@ int worker_global_init(void) __attribute__((warn_unused_result));
 
 struct worker *worker_new(int id);
 int worker_start(struct worker *w) __attribute__((warn_unused_result));
+/* Before the worker starts: make libevent's per-fd records for fd numbers
+ * below NFDS now, so that a burst of connections does not scatter them
+ * through memory that should go back to the system afterwards. */
+void worker_reserve_fds(struct worker *w, int nfds);
 /* Any thread: run W's on_wake on W's thread soon. Multiple wakes coalesce. */
 void worker_wake(struct worker *w);
 /* W's thread: run the deferred work (flushes, then on_deferred) once the

@@ -18,6 +18,7 @@
 #include "pool/server.h"
 
 #include <arpa/inet.h>
+#include <malloc.h>
 #include <event2/buffer.h>
 #include <event2/bufferevent.h>
 #include <event2/event.h>
@@ -1006,9 +1007,36 @@ void client_on_fast_tick(struct worker *w)
 	}
 }
 
+/* Give memory back after a burst: once the number of clients has fallen to
+ * half its peak (and by at least TRIM_MIN_DROP) and stopped falling, freed
+ * connection memory is returned to the system (glibc keeps freed chunks in
+ * its arenas, so 10,000 clients that came and went would leave their peak
+ * RSS behind). Worker 0, once a second; the peak and the last count are
+ * only touched there. */
+#define TRIM_MIN_DROP 256
+
+static void trim_after_burst(void)
+{
+	static int peak, last;
+	int n = client_count();
+	bool falling = n < last;
+	last = n;
+	if (n > peak) {
+		peak = n;
+		return;
+	}
+	if (falling || peak - n < TRIM_MIN_DROP || n > peak / 2)
+		return;
+	malloc_trim(0);
+	log_info("memory_trimmed", "clients=%d peak=%d", n, peak);
+	peak = n;
+}
+
 void client_on_tick(struct worker *w)
 {
 	const struct config *cfg = pool_config();
+	if (w->id == 0)
+		trim_after_burst();
 	if (cfg->idle_client_timeout <= 0)
 		return;
 	struct pool_worker *pw = w->ctx;
