@@ -13,8 +13,10 @@ static int set(int fd, int level, int name, int value)
 int sockopt_tune_tcp(int fd, const struct sockopt_tcp *o)
 {
 	int failed = set(fd, IPPROTO_TCP, TCP_NODELAY, 1);
+	/* set either way: an accepted socket inherits the listener's (libevent's
+	 * listener turns keepalive on) */
+	failed += set(fd, SOL_SOCKET, SO_KEEPALIVE, o->keepalive ? 1 : 0);
 	if (o->keepalive) {
-		failed += set(fd, SOL_SOCKET, SO_KEEPALIVE, 1);
 		if (o->keepidle > 0)
 			failed += set(fd, IPPROTO_TCP, TCP_KEEPIDLE, o->keepidle);
 		if (o->keepintvl > 0)

@@ -98,10 +98,14 @@ const char *proto_check_client_msg(char type, const uint8_t *body, size_t len, b
 	uint8_t kind;
 	switch (type) {
 	case 'Q':
+		if (prefix)
+			return NULL; /* streamed: its end is checked when it arrives */
 		if (!proto_get_str(&r))
 			return MSG_FORMAT;
 		break;
 	case 'P':
+		if (prefix)
+			return proto_get_str(&r) ? NULL : MSG_FORMAT; /* the name pgmux maps */
 		if (!proto_get_str(&r) || !proto_get_str(&r))
 			return MSG_FORMAT;
 		if (!skip_array(&r, 4))
@@ -272,6 +276,11 @@ int proto_msg_take(struct evbuffer *in, const struct proto_header *h, struct pro
 	m->type = h->type;
 	m->len = h->len;
 	m->total = total;
+	m->raw = NULL;
+	m->body = NULL;
+	m->body_len = 0;
+	if (evbuffer_get_length(in) < total)
+		return -1; /* the caller checked: a broken length, and the buffer stays */
 	m->raw = total <= sizeof(m->inline_buf) ? m->inline_buf : malloc(total);
 	if (!m->raw) {
 		m->body = NULL;
@@ -279,7 +288,6 @@ int proto_msg_take(struct evbuffer *in, const struct proto_header *h, struct pro
 		return -1;
 	}
 	if (evbuffer_remove(in, m->raw, total) != (int)total) {
-		/* the caller checked that it is all there: a broken buffer */
 		if (m->raw != m->inline_buf)
 			free(m->raw);
 		m->raw = NULL;

@@ -67,8 +67,9 @@ bool proto_client_type_known(char type);
 /* Check the layout of a whole client message of TYPE (BODY, LEN bytes) the
  * way the backend reads it: strings terminated inside the body, counts that
  * match what follows, nothing left over, Describe/Close subtypes 'S' or
- * 'P'. Bind may be checked from a prefix only (PREFIX: LEN bytes are the
- * start of a longer body): then only its two names are checked. Returns NULL
+ * 'P'. Query, Parse and Bind may be checked from a prefix only (PREFIX: LEN
+ * bytes are the start of a longer body): then only the names in it are
+ * checked (the statement name of a Parse, both names of a Bind). Returns NULL
  * if it is well formed, else PostgreSQL's message for the problem. Types
  * without a fixed layout (CopyData, FunctionCall...) are accepted. */
 const char *proto_check_client_msg(char type, const uint8_t *body, size_t len, bool prefix);

@@ -127,6 +127,7 @@ static void client_free(struct client *c)
 	startup_cleanup(&c->sp);
 	kvlist_clear(&c->params);
 	kvlist_clear(&c->view);
+	frontend_large_free(c);
 	session_client_free(c);
 	relink_free(c);
 	free(c);
@@ -634,8 +635,14 @@ static void login_read(struct client *c)
 static void borrow_timeout_cb(evutil_socket_t fd, short what, void *arg)
 {
 	struct client *c = arg;
-	if (c->state != CL_WAITING || c->server)
+	if (c->state != CL_WAITING)
 		return;
+	if (c->server) {
+		/* the server it got a slot for is still logging in: that counts as
+		 * waiting (as in PgBouncer); the server goes on to the pool */
+		server_client_gone(c->server);
+		c->server = NULL;
+	}
 	pool_leave_queue(c->pool, c);
 	client_set_state(c, CL_IDLE);
 	log_warn("pool_borrow_timeout", "db=%s user=%s addr=%s", cdb(c), cuser(c), c->addr);
@@ -765,6 +772,11 @@ void client_forward(struct client *c)
 		size_t avail = evbuffer_get_length(in);
 		if (avail == 0)
 			break;
+		if (c->stream_left && c->large) {
+			if (frontend_large_chunk(c, s, in, avail) == 0)
+				break;
+			continue;
+		}
 		if (c->stream_left) {
 			size_t n = avail < c->stream_left ? avail : c->stream_left;
 			relink_log(c, in, n);
@@ -816,6 +828,16 @@ void client_forward(struct client *c)
 		}
 		c->last_active_ms = conn_now_ms();
 		bool copy_msg = h.type == 'd' || h.type == 'c' || h.type == 'f';
+		if (s->server_in_copy && !copy_msg && h.type != 'S' && h.type != 'H') {
+			/* the backend would take it as a protocol violation and not
+			 * answer it: refuse it here, as PostgreSQL does */
+			log_info("protocol_error", "addr=%s reason=message_during_copy_in type=%c",
+				 c->addr, h.type);
+			client_close(c, "08P01", "protocol_violation",
+				     "unexpected message type 0x%02X during COPY from stdin",
+				     (unsigned)(unsigned char)h.type);
+			return;
+		}
 		if (copy_msg && !s->server_in_copy) {
 			/* copy data after the backend left copy mode (it failed): the
 			 * backend would ignore it, so it never goes out, and nothing is

@@ -84,6 +84,8 @@ struct req {
 	uint64_t cmark;        /* the client's statement registrations when it was sent */
 	bool restore;          /* P: cs was removed by it (DEALLOCATE): put back if skipped */
 	uint64_t sent_ms;      /* when it was queued (only with query_timeout set) */
+	unsigned deny_pins;    /* Q: a streamed Query refused (session_pinning = deny) after it
+				* was sent: its ErrorResponse is replaced by pgmux's */
 };
 
 /* Ring buffer of outstanding requests, oldest first. */
@@ -141,6 +143,10 @@ struct client {
 	uint64_t unnamed_gen;        /* bumped at each Parse of the unnamed statement */
 	unsigned unnamed_kinds;      /* sqllex kinds of its query (session effects at Bind) */
 	bool unnamed_ddl;            /* ...and whether it changes the catalog */
+	unsigned unnamed_deny;       /* pins its (streamed) text would cause, refused at its Bind
+				      * under session_pinning = deny */
+	struct fe_large *large;      /* owned: a Query or Parse too large to hold, being
+				      * streamed to the server (frontend.c) */
 	struct kvlist sets;          /* owned: name -> SQL value of its committed SETs */
 	uint64_t sets_version;       /* bumped whenever sets changes */
 	struct set_op *ops;          /* owned: changes waiting for their transaction's end */

@@ -22,6 +22,9 @@
 #include <string.h>
 
 #define BIND_WHOLE_MAX (64 * 1024)  /* larger Binds are streamed after their names */
+#define TEXT_WHOLE_MAX (1024 * 1024) /* larger Queries and Parses are streamed... */
+#define TEXT_HEAD_MAX (64 * 1024)   /* ...after this much of them arrived */
+#define QUERY_HOLD 2                /* last bytes of a streamed Query held until it is judged */
 #define BIND_PREFIX_MAX 8192        /* the names must fit in this much */
 #define CAPTURE_MAX (64 * 1024)     /* segments kept for a retry */
 
@@ -355,6 +358,7 @@ static int on_query(struct client *c, struct server *s, uint64_t seq, const uint
 	/* a simple Query drops the unnamed statement, on the server too (unless
 	 * the backend skips it: then who knows) */
 	c->unnamed_len = 0;
+	c->unnamed_deny = 0;
 	s->unnamed_owner = s->ext_failed ? UNNAMED_UNKNOWN : 0;
 	int rc = inspect(c, s, sql, len, seq, true, &fx);
 	if (rc < 0)
@@ -452,6 +456,7 @@ static int on_parse(struct client *c, struct server *s, uint64_t seq, const uint
 		}
 		memcpy(c->unnamed, msg + 5, blen);
 		c->unnamed_len = blen;
+		c->unnamed_deny = 0;
 		c->unnamed_kinds = fx.kinds;
 		c->unnamed_ddl = fx.ddl;
 		c->unnamed_gen++;
@@ -503,7 +508,20 @@ static const char *map_statement(struct client *c, struct server *s, uint64_t se
 				 const char *name, struct sstmt **ssp, int *rc)
 {
 	*ssp = NULL;
+	if (s->ext_failed) {
+		/* the backend skips this message to the next Sync: nothing need be
+		 * prepared for it (a Parse pushed now would be undone, and its
+		 * statement freed, at once), and the name it carries is not read */
+		return name;
+	}
 	if (!name[0]) {
+		if (c->unnamed_deny && s->unnamed_owner == c->id) {
+			/* a streamed unnamed statement whose text pins: refused as it runs */
+			char m[200];
+			session_deny_message(c->unnamed_deny, m, sizeof(m));
+			*rc = inject_error(s, seq, "0A000", m) < 0 ? -1 : 1;
+			return NULL;
+		}
 		int u = ensure_unnamed(c, s, seq);
 		if (u < 0) {
 			*rc = -1;
@@ -517,7 +535,8 @@ static const char *map_statement(struct client *c, struct server *s, uint64_t se
 		return "";
 	}
 	struct cstmt *cs = cstmt_find(&c->stmts, name);
-	if (!cs) {
+	if (!cs || (cs->ps->private_copy && !sstmt_find(&s->stmts, cs->ps))) {
+		/* (a statement too large to keep exists only where it was streamed) */
 		char m[160];
 		snprintf(m, sizeof(m), "prepared statement \"%.63s\" does not exist", name);
 		*rc = inject_error(s, seq, "26000", m) < 0 ? -1 : 1;
@@ -549,7 +568,7 @@ static int on_bind(struct client *c, struct server *s, uint64_t seq, const uint8
 	if (!sname)
 		return rc < 0 ? -1 : 3; /* 3: skip the whole client message */
 	/* a statement that changes the session does so when it runs */
-	if (ss && run_effects(c, s, seq, (const char *)ss->ps->body,
+	if (ss && ss->ps->body && run_effects(c, s, seq, (const char *)ss->ps->body,
 			      __atomic_load_n(&ss->ps->state_kinds, __ATOMIC_RELAXED)) < 0)
 		return -1;
 	if (!stmt[0] && c->unnamed_len > 1 &&
@@ -606,6 +625,247 @@ static int on_close(struct client *c, struct server *s, uint64_t seq, const uint
 	int rc = push_fake(s, seq, 'C', FAKE_CLOSE_COMPLETE, cs);
 	cstmt_release(cs);
 	return rc;
+}
+
+/* ---- Query and Parse too large to hold: streamed ---- */
+
+/* A message being streamed: its text is inspected as it passes (the session
+ * effects of its statements, from their first bytes and the calls anywhere
+ * in them), and the decisions that need all of it wait for its end. */
+struct fe_large {
+	char type;                  /* 'Q' or 'P' */
+	uint64_t seq;               /* its client message number on the link */
+	struct session_stream *ss;  /* owned */
+	bool text_done;             /* the query text's terminator went past */
+	struct cstmt *cs;           /* held: P named: the client statement it makes */
+};
+
+void frontend_large_free(struct client *c)
+{
+	struct fe_large *L = c->large;
+	if (!L)
+		return;
+	session_stream_free(L->ss);
+	if (L->cs)
+		cstmt_release(L->cs);
+	free(L);
+	c->large = NULL;
+}
+
+static struct fe_large *large_new(struct client *c, char type, uint64_t seq)
+{
+	struct fe_large *L = calloc(1, sizeof(*L));
+	if (!L || !(L->ss = session_stream_new(c, seq))) {
+		free(L);
+		return NULL;
+	}
+	L->type = type;
+	L->seq = seq;
+	c->large = L;
+	return L;
+}
+
+/* Feed the text bytes among the first N bytes of IN (up to the query
+ * text's terminator) to the inspection. */
+static void large_feed(struct fe_large *L, struct evbuffer *in, size_t n)
+{
+	struct evbuffer_iovec v[16];
+	struct evbuffer_ptr pos;
+	evbuffer_ptr_set(in, &pos, 0, EVBUFFER_PTR_SET);
+	while (n > 0 && !L->text_done) {
+		int k = evbuffer_peek(in, (ev_ssize_t)n, &pos, v, 16);
+		if (k <= 0)
+			return;
+		size_t done = 0;
+		for (int i = 0; i < k && i < 16 && n > 0 && !L->text_done; i++) {
+			size_t len = v[i].iov_len < n ? v[i].iov_len : n;
+			const char *nul = memchr(v[i].iov_base, 0, len);
+			size_t text = nul ? (size_t)(nul - (const char *)v[i].iov_base) : len;
+			session_stream_feed(L->ss, v[i].iov_base, text);
+			if (nul)
+				L->text_done = true;
+			n -= len;
+			done += len;
+		}
+		if (evbuffer_ptr_set(in, &pos, done, EVBUFFER_PTR_ADD) < 0)
+			return;
+	}
+}
+
+/* The whole text of the streamed Query went past: what it does is known
+ * now, before its last bytes go (the backend runs nothing until then).
+ * Writes those bytes: TAIL as sent, or, when session_pinning = deny
+ * refuses it, a terminator one byte early, which makes the backend reject
+ * the message unrun (its ErrorResponse is replaced with pgmux's 0A000).
+ * Returns 0 / -1. */
+static int large_query_end(struct client *c, struct server *s, const uint8_t *tail, size_t n)
+{
+	struct fe_large *L = c->large;
+	struct session_effects fx;
+	session_stream_finish(L->ss, &fx);
+	bool deny = pool_db(c->pool)->session_pinning == PINNING_DENY && fx.pins;
+	struct req *r = s->reqs.count ? req_at(s, s->reqs.count - 1) : NULL;
+	if (deny && r && r->type == 'Q' && r->seq == L->seq) {
+		static const uint8_t early[QUERY_HOLD] = {0, 0};
+		log_info("session_pinning_denied", "db=%s user=%s addr=%s client=%llu",
+			 pool_db_name(c->pool), pool_user(c->pool), c->addr, (unsigned long long)c->id);
+		r->deny_pins = fx.pins;
+		return evbuffer_add(sout(s), early, n);
+	}
+	if (!deny) {
+		if (session_stream_record(L->ss) < 0)
+			return -1;
+		if (fx.pins)
+			session_pin(c, s, fx.pins);
+		if (fx.sets)
+			s->dirty_params = true;
+		if (fx.ddl)
+			note_ddl(s);
+	}
+	return evbuffer_add(sout(s), tail, n);
+}
+
+/* The streamed Parse's text went past: its pins, and what its Bind does. */
+static void large_parse_end(struct client *c, struct server *s)
+{
+	struct fe_large *L = c->large;
+	struct session_effects fx;
+	session_stream_finish(L->ss, &fx);
+	bool deny = pool_db(c->pool)->session_pinning == PINNING_DENY;
+	/* its text is not kept: effects that happen at Bind cannot be replayed */
+	unsigned pins = fx.pins | (session_has_effects(fx.kinds) ? 1u << PIN_UNTRACKED : 0);
+	if (L->cs) {
+		__atomic_store_n(&L->cs->ps->state_kinds, fx.kinds, __ATOMIC_RELAXED);
+		__atomic_store_n(&L->cs->ps->ddl, fx.ddl, __ATOMIC_RELAXED);
+	} else {
+		c->unnamed_kinds = fx.kinds;
+		c->unnamed_ddl = fx.ddl;
+		c->unnamed_deny = deny ? pins : 0;
+	}
+	if (pins && !deny)
+		session_pin(c, s, pins);
+}
+
+size_t frontend_large_chunk(struct client *c, struct server *s, struct evbuffer *in, size_t avail)
+{
+	struct fe_large *L = c->large;
+	size_t left = c->stream_left;
+	size_t n = avail < left ? avail : left;
+	if (L->type == 'Q' && left <= QUERY_HOLD) {
+		uint8_t tail[QUERY_HOLD];
+		if (avail < left)
+			return 0; /* the held bytes are judged together */
+		evbuffer_copyout(in, tail, left);
+		large_feed(L, in, left);
+		int rc;
+		if (!L->text_done || tail[left - 1] != 0) {
+			/* no terminator where the length says: make the message one
+			 * the backend rejects, then drop the client */
+			static const uint8_t early[QUERY_HOLD] = {0, 0};
+			rc = evbuffer_add(sout(s), early, left);
+			relink_log(c, in, left);
+			evbuffer_drain(in, left);
+			c->stream_left = 0;
+			frontend_large_free(c);
+			log_info("protocol_error", "addr=%s reason=malformed_message type=Q", c->addr);
+			client_close(c, "08P01", "protocol_violation", "invalid message format");
+			return rc < 0 ? 0 : left;
+		}
+		rc = large_query_end(c, s, tail, left);
+		relink_log(c, in, left);
+		evbuffer_drain(in, left);
+		c->stream_left = 0;
+		frontend_large_free(c);
+		if (rc < 0)
+			client_close(c, "53200", "out_of_memory", "pgmux: out of memory");
+		return left;
+	}
+	if (L->type == 'Q' && n > left - QUERY_HOLD)
+		n = left - QUERY_HOLD;
+	large_feed(L, in, n);
+	relink_log(c, in, n);
+	evbuffer_remove_buffer(in, sout(s), n);
+	c->stream_left -= (uint32_t)n;
+	if (L->type == 'P' && (L->text_done || c->stream_left == 0)) {
+		if (L->ss) {
+			large_parse_end(c, s);
+			session_stream_free(L->ss);
+			L->ss = NULL;
+		}
+		if (c->stream_left == 0)
+			frontend_large_free(c);
+	}
+	return n;
+}
+
+/* The head of a Query too large to hold: the rest streams. */
+static int on_large_query(struct client *c, struct server *s, uint64_t seq, const uint8_t *msg,
+			  size_t have)
+{
+	c->unnamed_len = 0;
+	c->unnamed_deny = 0;
+	s->unnamed_owner = s->ext_failed ? UNNAMED_UNKNOWN : 0;
+	struct fe_large *L = large_new(c, 'Q', seq);
+	if (!L)
+		return -1;
+	session_stream_feed(L->ss, (const char *)msg + 5, have - 5);
+	if (evbuffer_add(sout(s), msg, have) < 0)
+		return -1;
+	return push(s, seq, 'Q', REQ_FWD, NULL, NULL);
+}
+
+/* The head of a Parse too large to hold. The unnamed statement goes as it
+ * is (and cannot be re-created on another server later); a named one gets a
+ * name of pgmux's own and a private pstmt, and pins its client to this
+ * server for as long as it exists (large_statement). */
+static int on_large_parse(struct client *c, struct server *s, uint64_t seq, const uint8_t *msg,
+			  size_t have, size_t total)
+{
+	const char *name = (const char *)msg + 5; /* terminated: proto_check_client_msg */
+	size_t name_len = strlen(name) + 1;
+	if (name[0] && cstmt_find(&c->stmts, name)) {
+		char m[160];
+		snprintf(m, sizeof(m), "prepared statement \"%.63s\" already exists", name);
+		return inject_error(s, seq, "42P05", m) < 0 ? -1 : 3;
+	}
+	if (name[0] && pool_db(c->pool)->session_pinning == PINNING_DENY) {
+		char m[200];
+		session_deny_message(1u << PIN_LARGE_STATEMENT, m, sizeof(m));
+		return inject_error(s, seq, "0A000", m) < 0 ? -1 : 3;
+	}
+	struct fe_large *L = large_new(c, 'P', seq);
+	if (!L)
+		return -1;
+	const uint8_t *text = msg + 5 + name_len;
+	size_t text_len = have - 5 - name_len;
+	const uint8_t *nul = memchr(text, 0, text_len);
+	session_stream_feed(L->ss, (const char *)text, nul ? (size_t)(nul - text) : text_len);
+	L->text_done = nul != NULL;
+	if (!name[0]) {
+		c->unnamed_len = 0; /* not kept: it exists on this server only */
+		c->unnamed_gen++;
+		s->unnamed_owner = c->id;
+		s->unnamed_gen = c->unnamed_gen;
+		if (evbuffer_add(sout(s), msg, have) < 0)
+			return -1;
+		struct req q = {.seq = seq, .type = 'P', .action = REQ_FWD, .mark = c->unnamed_gen};
+		return req_push(s, &q);
+	}
+	struct pstmt *ps = pstmt_new_private();
+	struct cstmt *cs = ps ? cstmt_add(&c->stmts, name, ps) : NULL;
+	pstmt_unref(ps);
+	struct sstmt *ss = cs ? add_server_stmt(s, cs->ps) : NULL;
+	if (!ss)
+		return -1;
+	cs->reg = ++c->stmt_regs;
+	cstmt_hold(cs);
+	L->cs = cs;
+	session_pin(c, s, 1u << PIN_LARGE_STATEMENT);
+	const void *parts[] = {ss->name, text};
+	size_t lens[] = {strlen(ss->name) + 1, text_len};
+	if (write_msg_start(sout(s), 'P', total - 5 - name_len + lens[0], 2, parts, lens) < 0)
+		return -1;
+	return push(s, seq, 'P', REQ_FWD, ss, cs);
 }
 
 /* ---- retry capture ---- */
@@ -665,6 +925,10 @@ enum fe_result frontend_message(struct client *c, struct server *s, const struct
 		have = BIND_PREFIX_MAX + 5;
 		if (avail < have)
 			return FE_WAIT;
+	} else if ((h->type == 'Q' || h->type == 'P') && total > TEXT_WHOLE_MAX) {
+		have = TEXT_HEAD_MAX + 5;
+		if (avail < have)
+			return FE_WAIT;
 	} else if (avail < total) {
 		return FE_WAIT;
 	}
@@ -694,10 +958,12 @@ enum fe_result frontend_message(struct client *c, struct server *s, const struct
 	if (rc == 0) {
 		switch (h->type) {
 		case 'Q':
-			rc = on_query(c, s, seq, msg, total);
+			rc = have < total ? on_large_query(c, s, seq, msg, have)
+					  : on_query(c, s, seq, msg, total);
 			break;
 		case 'P':
-			rc = on_parse(c, s, seq, msg, total);
+			rc = have < total ? on_large_parse(c, s, seq, msg, have, total)
+					  : on_parse(c, s, seq, msg, total);
 			break;
 		case 'B':
 			rc = on_bind(c, s, seq, msg, have, total);

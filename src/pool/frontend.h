@@ -33,6 +33,14 @@ static inline bool frontend_wants(char type)
 enum fe_result frontend_message(struct client *c, struct server *s, const struct proto_header *h,
 				size_t avail);
 
+/* C is streaming a Query or Parse too large to hold (c->large, c->stream_left
+ * bytes of it still to come): pass on up to AVAIL bytes from the start of
+ * IN, inspecting them. Returns the bytes consumed (0: wait for more; the
+ * end of a Query is judged whole). C may have been closed. */
+size_t frontend_large_chunk(struct client *c, struct server *s, struct evbuffer *in, size_t avail);
+/* Drop C's streaming state (C is going away). */
+void frontend_large_free(struct client *c);
+
 /* Keep a copy of a message passed on as is (Execute, Sync, Flush...) for a
  * possible retry: TOTAL bytes at the start of IN (maybe not all there yet). */
 void frontend_capture(struct server *s, char type, struct evbuffer *in, size_t total);

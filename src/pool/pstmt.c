@@ -34,6 +34,8 @@ bool pstmt_orphaned(const struct pstmt *ps)
 
 bool sstmt_usable(const struct sstmt *ss, const struct cstmt *cs)
 {
+	if (ss->ps->private_copy)
+		return true; /* the client's own, and the only one there is */
 	return ss->gen == __atomic_load_n(&ss->ps->gen, __ATOMIC_RELAXED) && !ss->stale &&
 	       (!cs || ss->epoch >= cs->epoch);
 }
@@ -75,6 +77,19 @@ struct pstmt *pstmt_intern(const uint8_t *body, size_t len)
 	return ps;
 }
 
+struct pstmt *pstmt_new_private(void)
+{
+	struct pstmt *ps = calloc(1, sizeof(*ps));
+	if (!ps)
+		return NULL;
+	pthread_mutex_lock(&intern_lock);
+	ps->id = ++next_pstmt_id;
+	pthread_mutex_unlock(&intern_lock);
+	ps->refs = 1;
+	ps->private_copy = true;
+	return ps;
+}
+
 struct pstmt *pstmt_lookup(const uint8_t *body, size_t len)
 {
 	uint64_t h = hmap_hash(body, len);
@@ -103,9 +118,11 @@ void pstmt_unref(struct pstmt *ps)
 		pthread_mutex_unlock(&intern_lock);
 		return;
 	}
-	hmap_del(&interned, &ps->node);
-	if (interned.n == 0)
-		hmap_free(&interned);
+	if (!ps->private_copy) {
+		hmap_del(&interned, &ps->node);
+		if (interned.n == 0)
+			hmap_free(&interned);
+	}
 	pthread_mutex_unlock(&intern_lock);
 	free(ps->body);
 	free(ps);
@@ -213,6 +230,19 @@ void cstmt_forget_upto(struct hmap *m, uint64_t mark)
 {
 	struct forget_arg a = {m, mark};
 	hmap_each(m, cstmt_forget_one, &a);
+}
+
+static void any_private_one(struct hnode *n, void *arg)
+{
+	if (hmap_entry(n, struct cstmt, node)->ps->private_copy)
+		*(bool *)arg = true;
+}
+
+bool cstmt_any_private(struct hmap *m)
+{
+	bool any = false;
+	hmap_each(m, any_private_one, &any);
+	return any;
 }
 
 void cstmt_clear(struct hmap *m)
@@ -324,8 +354,8 @@ struct sstmt *sstmt_lru_victim(struct sstmt_reg *r)
 {
 	struct sstmt *ss;
 	TAILQ_FOREACH(ss, &r->lru, lru)
-		if (ss->state == SS_READY && ss->inflight == 0)
-			return ss;
+		if (ss->state == SS_READY && ss->inflight == 0 && !ss->ps->private_copy)
+			return ss; /* a private copy cannot be prepared again */
 	return NULL;
 }
 

@@ -49,6 +49,9 @@ struct pstmt {
 				* each Bind) */
 	bool ddl;              /* atomic: the query changes the catalog (epoch bump at Bind) */
 	int crefs;             /* atomic: client statements (struct cstmt) referring to it */
+	bool private_copy;     /* not interned, no body: a statement too large to keep, which
+				* exists on the one server it was streamed to (its client is
+				* pinned there) */
 };
 
 struct cstmt {
@@ -85,6 +88,9 @@ TAILQ_HEAD(sstmt_list, sstmt);
 struct pstmt *pstmt_intern(const uint8_t *body, size_t len);
 /* The interned statement for BODY with a new reference, if one exists. */
 struct pstmt *pstmt_lookup(const uint8_t *body, size_t len);
+/* A private statement (see private_copy), with one reference. NULL on
+ * allocation failure. */
+struct pstmt *pstmt_new_private(void);
 void pstmt_ref(struct pstmt *ps);
 void pstmt_unref(struct pstmt *ps);
 /* Interned statements alive (tests, stats). */
@@ -112,6 +118,8 @@ void cstmt_restore(struct hmap *m, struct cstmt *cs);
 void cstmt_hold(struct cstmt *cs);
 void cstmt_release(struct cstmt *cs);
 void cstmt_clear(struct hmap *m);
+/* True if M holds a statement with a private pstmt. */
+bool cstmt_any_private(struct hmap *m);
 /* Remove every statement registered at or before MARK (DEALLOCATE ALL or
  * DISCARD ALL ran; a Parse pipelined after it stays). */
 void cstmt_forget_upto(struct hmap *m, uint64_t mark);

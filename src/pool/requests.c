@@ -127,6 +127,17 @@ void req_error(struct server *s)
 		s->ext_failed = true; /* the Sync is still to come */
 }
 
+void req_remove(struct server *s, uint32_t n)
+{
+	struct reqq *q = &s->reqs;
+	if (n >= q->count)
+		return;
+	undo(s, &q->v[(q->head + n) % q->cap]);
+	for (uint32_t i = n; i + 1 < q->count; i++)
+		q->v[(q->head + i) % q->cap] = q->v[(q->head + i + 1) % q->cap];
+	q->count--;
+}
+
 void req_undo_all(struct server *s)
 {
 	struct reqq *q = &s->reqs;

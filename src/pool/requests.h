@@ -32,6 +32,9 @@ void req_emit_fakes(struct server *s);
 /* Drop the Syncs queued after the head while the backend was in copy-in mode
  * (it ignores them). */
 void req_drop_copy_syncs(struct server *s, uint64_t after_seq);
+/* Undo and remove the Nth request (0 = head): the backend consumes it
+ * without an answer (a message it got during copy-in). */
+void req_remove(struct server *s, uint32_t n);
 /* Undo every queued request, newest first, as if the backend had skipped
  * them all (the server is lost before it answered any: relink.c), and empty
  * the queue. */

@@ -439,6 +439,9 @@ static int start_drain(struct server *s, bool reset)
 	evtimer_add(s->drain_timer, &tv);
 	s->draining = true;
 	s->drain_reset = reset;
+	/* back-pressure from the departed client may have stopped reading: the
+	 * replies go nowhere now, so read them at full speed */
+	rbuf_start(&s->rb);
 	log_info("server_drain", "db=%s user=%s be_pid=%u requests=%u", pool_db_name(s->pool),
 		 pool_user(s->pool), s->be_pid, s->reqs.count);
 	if (s->reqs.count == 0 && s->stream_left == 0 && s->cancels_in_flight == 0)
@@ -459,6 +462,8 @@ bool server_maybe_release(struct server *s, bool force)
 	if (s->state != SV_ACTIVE || !at_boundary(s) || (c && c->stream_left > 0))
 		return false;
 	bool session = pool_config()->pool_mode == POOL_MODE_SESSION;
+	if (c && (c->pins & (1u << PIN_LARGE_STATEMENT)) && !cstmt_any_private(&c->stmts))
+		session_unpin(c, s, 1u << PIN_LARGE_STATEMENT); /* its last one is gone */
 	unsigned pins = c ? c->pins : 0;
 	if ((session || pins) && !force && !(c && c->closing_after_txn))
 		return false;
@@ -640,6 +645,33 @@ static int stale_copy_error(const uint8_t *body, size_t blen)
 	       strcmp(code, "42703") == 0;
 }
 
+/* The backend just entered copy-in. Messages the client had already sent
+ * behind the COPY reach it during copy-in: it ignores Syncs and Flushes, and
+ * takes the first other message as a protocol violation (ERROR, copy over)
+ * without answering it. That request will get no reply of its own: take it
+ * off the queue, and close the client as PostgreSQL would have refused it
+ * (08P01); the server drains and goes back to the pool. Returns -1 if S
+ * stopped being usable. */
+static int copy_pipeline_check(struct server *s)
+{
+	struct req *r;
+	uint32_t i = 1;
+	while ((r = req_at(s, i)) != NULL && (r->type == 'S' || r->action == REQ_FAKE))
+		i++;
+	if (!r)
+		return 0;
+	char type = r->type;
+	struct client *c = s->client;
+	req_remove(s, i);
+	log_info("protocol_error", "addr=%s reason=message_during_copy_in type=%c",
+		 c ? c->addr : "-", type);
+	if (c)
+		client_close(c, "08P01", "protocol_violation",
+			     "unexpected message type 0x%02X during COPY from stdin",
+			     (unsigned)(unsigned char)type);
+	return s->state == SV_ACTIVE ? 0 : -1;
+}
+
 /* A whole message of interest while linked, already out of S's input.
  * Returns -1 if S was closed or released (stop reading). */
 static int handle_active_msg(struct server *s, const struct proto_msg *m)
@@ -723,6 +755,19 @@ static int handle_active_msg(struct server *s, const struct proto_msg *m)
 			session_error(c);
 		if (swallow) {
 			/* dropped: the retry's answer replaces it */
+		} else if (r && r->type == 'Q' && r->deny_pins) {
+			/* the backend refused the streamed Query pgmux cut short: say why */
+			char msg[200];
+			session_deny_message(r->deny_pins, msg, sizeof(msg));
+			if (c && c->state != CL_CLOSING) {
+				if (c->relink_active)
+					relink_stop(c);
+				if (proto_write_error(bufferevent_get_output(c->bev), "ERROR", "0A000", "%s",
+						      msg) < 0) {
+					server_close(s, "out_of_memory");
+					return -1;
+				}
+			}
 		} else if (injected) {
 			/* pgmux's DO block raised it: no PL/pgSQL context, file or line */
 			if (c && c->state != CL_CLOSING && c->relink_active)
@@ -745,7 +790,9 @@ static int handle_active_msg(struct server *s, const struct proto_msg *m)
 		s->server_in_copy = true;
 		s->copy_extended = !(head && head->type == 'Q');
 		s->copy_start_seq = head ? head->seq : 0;
-		return forward_msg(s, m);
+		if (forward_msg(s, m) < 0)
+			return -1;
+		return copy_pipeline_check(s);
 	}
 	case 'C': {
 		s->server_in_copy = false;

@@ -72,6 +72,7 @@ static int send_sasl_initial(struct server *s, struct evbuffer *out, const uint8
 	} else {
 		return -1;
 	}
+	scram_client_free(s->scram); /* a server that asks twice starts over */
 	s->scram = scram_client_new(&creds);
 	OPENSSL_cleanse(&creds, sizeof(creds));
 	char *first = NULL;

@@ -3,6 +3,7 @@
 
 #include "core/log.h"
 #include "pg/sqllex.h"
+#include "pg/sqlscan.h"
 #include "pool/conn.h"
 #include "pool/pool.h"
 
@@ -21,7 +22,7 @@ const char *pin_reason_name(int reason)
 		[PIN_ADVISORY_LOCK] = "advisory_lock", [PIN_LISTEN] = "listen",
 		[PIN_HOLD_CURSOR] = "hold_cursor",     [PIN_LOAD] = "load",
 		[PIN_SET_ROLE] = "set_role",           [PIN_SET_CONFIG] = "set_config",
-		[PIN_UNTRACKED] = "untracked",
+		[PIN_UNTRACKED] = "untracked",         [PIN_LARGE_STATEMENT] = "large_statement",
 	};
 	return reason >= 0 && reason < PIN_NREASONS ? names[reason] : "unknown";
 }
@@ -188,6 +189,64 @@ static int record_characteristics(struct client *c, uint64_t seq, const struct s
 	return rc;
 }
 
+/* What one classified statement does: queue its changes (RECORD) or note
+ * that it cannot be tracked. */
+static int apply_stmt(struct client *c, uint64_t seq, const struct sqllex_stmt *st, bool record,
+		      struct session_effects *fx)
+{
+	switch (st->kind) {
+	case SQL_SET:
+		if (strcmp(st->name, "session_characteristics") == 0)
+			return record_characteristics(c, seq, st, record, fx);
+		return record_set(c, seq, st, record, fx);
+	case SQL_RESET:
+		if (!name_ok(st->name))
+			fx->pins |= BIT(PIN_UNTRACKED);
+		else if (record)
+			return add_op(c, seq, SQL_RESET, st->name, NULL);
+		return 0;
+	case SQL_UNLISTEN:
+		if (record && strcmp(st->name, "*") == 0)
+			return add_op(c, seq, SQL_UNLISTEN, NULL, NULL);
+		return 0;
+	case SQL_PREPARE:
+		if (record && st->name[0])
+			return kvlist_set(&c->sql_prepared, st->name, "");
+		return 0;
+	case SQL_DEALLOCATE:
+		if (record && kvlist_get(&c->sql_prepared, st->name))
+			return add_op(c, seq, SQL_DEALLOCATE, st->name, NULL);
+		return 0;
+	case SQL_SAVEPOINT:
+	case SQL_ROLLBACK_TO:
+	case SQL_RELEASE:
+		if (record && st->kind == SQL_ROLLBACK_TO)
+			c->rollback_tos++; /* its tag is "ROLLBACK" too */
+		if (record && st->name[0])
+			return add_op(c, seq, (int)st->kind, st->name, NULL);
+		return 0;
+	case SQL_RESET_ALL:
+	case SQL_DISCARD_ALL:
+	case SQL_ADVISORY_UNLOCK_ALL:
+	case SQL_DEALLOCATE_ALL:
+		if (record)
+			return add_op(c, seq, (int)st->kind, NULL, NULL);
+		return 0;
+	default:
+		return 0;
+	}
+}
+
+/* The pins statements of KINDS cause. */
+static unsigned pins_of(unsigned kinds)
+{
+	unsigned pins = 0;
+	for (size_t i = 0; i < sizeof(pin_kinds) / sizeof(pin_kinds[0]); i++)
+		if (kinds & BIT(pin_kinds[i].kind))
+			pins |= BIT(pin_kinds[i].reason);
+	return pins;
+}
+
 int session_inspect(struct client *c, const char *sql, size_t len, uint64_t seq, bool record,
 		    struct session_effects *fx)
 {
@@ -202,62 +261,110 @@ int session_inspect(struct client *c, const char *sql, size_t len, uint64_t seq,
 		fx->single_kind = r.stmts[0].kind;
 		snprintf(fx->single_name, sizeof(fx->single_name), "%s", r.stmts[0].name);
 	}
-	for (size_t i = 0; i < sizeof(pin_kinds) / sizeof(pin_kinds[0]); i++)
-		if (r.kinds & BIT(pin_kinds[i].kind))
-			fx->pins |= BIT(pin_kinds[i].reason);
+	fx->pins = pins_of(r.kinds);
 	if (r.too_many && (r.kinds & TRACKED_KINDS))
 		fx->pins |= BIT(PIN_UNTRACKED);
 	fx->sets = (r.kinds & SETTING_KINDS) != 0;
 	fx->discard_all = (r.kinds & BIT(SQL_DISCARD_ALL)) != 0;
 	fx->deallocate_all = (r.kinds & BIT(SQL_DEALLOCATE_ALL)) != 0;
 	int rc = 0;
-	for (int i = 0; i < r.n && rc == 0; i++) {
-		const struct sqllex_stmt *st = &r.stmts[i];
-		switch (st->kind) {
-		case SQL_SET:
-			if (strcmp(st->name, "session_characteristics") == 0)
-				rc = record_characteristics(c, seq, st, record, fx);
-			else
-				rc = record_set(c, seq, st, record, fx);
-			break;
-		case SQL_RESET:
-			if (!name_ok(st->name))
-				fx->pins |= BIT(PIN_UNTRACKED);
-			else if (record)
-				rc = add_op(c, seq, SQL_RESET, st->name, NULL);
-			break;
-		case SQL_UNLISTEN:
-			if (record && strcmp(st->name, "*") == 0)
-				rc = add_op(c, seq, SQL_UNLISTEN, NULL, NULL);
-			break;
-		case SQL_PREPARE:
-			if (record && st->name[0])
-				rc = kvlist_set(&c->sql_prepared, st->name, "");
-			break;
-		case SQL_DEALLOCATE:
-			if (record && kvlist_get(&c->sql_prepared, st->name))
-				rc = add_op(c, seq, SQL_DEALLOCATE, st->name, NULL);
-			break;
-		case SQL_SAVEPOINT:
-		case SQL_ROLLBACK_TO:
-		case SQL_RELEASE:
-			if (record && st->kind == SQL_ROLLBACK_TO)
-				c->rollback_tos++; /* its tag is "ROLLBACK" too */
-			if (record && st->name[0])
-				rc = add_op(c, seq, (int)st->kind, st->name, NULL);
-			break;
-		case SQL_RESET_ALL:
-		case SQL_DISCARD_ALL:
-		case SQL_ADVISORY_UNLOCK_ALL:
-		case SQL_DEALLOCATE_ALL:
-			if (record)
-				rc = add_op(c, seq, (int)st->kind, NULL, NULL);
-			break;
-		default:
-			break;
-		}
-	}
+	for (int i = 0; i < r.n && rc == 0; i++)
+		rc = apply_stmt(c, seq, &r.stmts[i], record, fx);
 	return rc;
+}
+
+/* ---- text too large to hold ---- */
+
+struct session_stream {
+	struct client *c;                            /* borrowed */
+	uint64_t seq;
+	struct sqlscan scan;
+	struct sqllex_stmt kept[SQLLEX_MAX_STMTS];   /* statements with effects, in order */
+	int nkept;
+	struct session_effects fx;                   /* what the statements seen so far do */
+};
+
+static void stream_stmt(void *arg, const struct sqlscan_stmt *st)
+{
+	struct session_stream *ss = arg;
+	static __thread struct sqllex_result r;
+	struct session_effects *fx = &ss->fx;
+	unsigned kinds = 0;
+	if (sqllex_classify(st->head, st->len, &r) == 0) {
+		kinds = r.kinds;
+		fx->ddl |= r.ddl;
+		for (int i = 0; i < r.n; i++) {
+			fx->nstmts++;
+			const struct sqllex_stmt *s = &r.stmts[i];
+			if (!session_has_effects(BIT(s->kind)))
+				continue;
+			/* a statement with effects that does not fit its head (a SET
+			 * with a value of kilobytes) cannot be replayed */
+			if (st->truncated && (BIT(s->kind) & TRACKED_KINDS))
+				fx->pins |= BIT(PIN_UNTRACKED);
+			else if (ss->nkept < SQLLEX_MAX_STMTS)
+				ss->kept[ss->nkept++] = *s;
+			else
+				fx->pins |= BIT(PIN_UNTRACKED);
+		}
+	} else if (st->truncated) {
+		fx->pins |= BIT(PIN_UNTRACKED); /* cannot happen: heads end at a token boundary */
+	}
+	if (st->flags & SQLSCAN_ADV_LOCK)
+		kinds |= BIT(SQL_ADVISORY_LOCK);
+	if (st->flags & SQLSCAN_SET_CONFIG)
+		kinds |= BIT(SQL_SET_CONFIG_SESSION);
+	if (st->flags & SQLSCAN_TEMP)
+		kinds |= BIT(SQL_TEMP_OBJECT);
+	if ((st->flags & SQLSCAN_UNLOCK_ALL) && !(kinds & BIT(SQL_ADVISORY_UNLOCK_ALL))) {
+		kinds |= BIT(SQL_ADVISORY_UNLOCK_ALL);
+		if (ss->nkept < SQLLEX_MAX_STMTS)
+			ss->kept[ss->nkept++] = (struct sqllex_stmt){.kind = SQL_ADVISORY_UNLOCK_ALL};
+	}
+	fx->kinds |= kinds;
+	fx->pins |= pins_of(kinds);
+	fx->sets |= (kinds & SETTING_KINDS) != 0;
+}
+
+struct session_stream *session_stream_new(struct client *c, uint64_t seq)
+{
+	struct session_stream *ss = calloc(1, sizeof(*ss));
+	if (!ss)
+		return NULL;
+	ss->c = c;
+	ss->seq = seq;
+	sqlscan_init(&ss->scan, stream_stmt, ss);
+	return ss;
+}
+
+void session_stream_feed(struct session_stream *ss, const char *p, size_t n)
+{
+	sqlscan_feed(&ss->scan, p, n);
+}
+
+void session_stream_finish(struct session_stream *ss, struct session_effects *fx)
+{
+	if (sqlscan_finish(&ss->scan) < 0) {
+		/* the server rejects it as a syntax error: it runs nothing */
+		memset(&ss->fx, 0, sizeof(ss->fx));
+		ss->nkept = 0;
+	}
+	*fx = ss->fx;
+	fx->discard_all = (fx->kinds & BIT(SQL_DISCARD_ALL)) != 0;
+	fx->deallocate_all = (fx->kinds & BIT(SQL_DEALLOCATE_ALL)) != 0;
+}
+
+int session_stream_record(struct session_stream *ss)
+{
+	int rc = 0;
+	for (int i = 0; i < ss->nkept && rc == 0; i++)
+		rc = apply_stmt(ss->c, ss->seq, &ss->kept[i], true, &ss->fx);
+	return rc;
+}
+
+void session_stream_free(struct session_stream *ss)
+{
+	free(ss);
 }
 
 bool session_has_effects(unsigned kinds)
@@ -297,7 +404,7 @@ void session_pin(struct client *c, const struct server *s, unsigned reasons)
 	}
 }
 
-static void unpin(struct client *c, const struct server *s, unsigned reasons)
+void session_unpin(struct client *c, const struct server *s, unsigned reasons)
 {
 	unsigned before = c->pins;
 	c->pins &= ~reasons;
@@ -338,22 +445,22 @@ static int apply_op(struct client *c, const struct server *s, const struct set_o
 		*resync = true;
 		kvlist_clear(&c->sets);
 		kvlist_clear(&c->sql_prepared);
-		unpin(c, s, ~BIT(PIN_LOAD));
+		session_unpin(c, s, ~BIT(PIN_LOAD));
 		return 0;
 	case SQL_UNLISTEN:
-		unpin(c, s, BIT(PIN_LISTEN));
+		session_unpin(c, s, BIT(PIN_LISTEN));
 		return 0;
 	case SQL_ADVISORY_UNLOCK_ALL:
-		unpin(c, s, BIT(PIN_ADVISORY_LOCK));
+		session_unpin(c, s, BIT(PIN_ADVISORY_LOCK));
 		return 0;
 	case SQL_DEALLOCATE:
 		kvlist_del(&c->sql_prepared, op->name);
 		if (c->sql_prepared.n == 0)
-			unpin(c, s, BIT(PIN_SQL_PREPARE));
+			session_unpin(c, s, BIT(PIN_SQL_PREPARE));
 		return 0;
 	case SQL_DEALLOCATE_ALL:
 		kvlist_clear(&c->sql_prepared);
-		unpin(c, s, BIT(PIN_SQL_PREPARE));
+		session_unpin(c, s, BIT(PIN_SQL_PREPARE));
 		return 0;
 	default:
 		return 0;

@@ -31,6 +31,7 @@ enum pin_reason {
 	PIN_SET_ROLE,
 	PIN_SET_CONFIG,
 	PIN_UNTRACKED,
+	PIN_LARGE_STATEMENT, /* a named prepared statement too large to keep a copy of */
 	PIN_NREASONS
 };
 
@@ -58,6 +59,20 @@ struct session_effects {
 int session_inspect(struct client *c, const char *sql, size_t len, uint64_t seq, bool record,
 		    struct session_effects *fx);
 
+/* SQL text too large to hold (a streamed Query or Parse), inspected as it
+ * passes: feed it in pieces, then finish to learn what it does (the same
+ * effects session_inspect reports, from each statement's first bytes and
+ * the calls seen anywhere), then record its changes under SEQ if it runs.
+ * NULL on allocation failure. */
+struct session_stream;
+struct session_stream *session_stream_new(struct client *c, uint64_t seq);
+void session_stream_feed(struct session_stream *ss, const char *p, size_t n);
+void session_stream_finish(struct session_stream *ss, struct session_effects *fx);
+/* Queue the changes of the statements seen (session_inspect's RECORD).
+ * Returns 0 / -1. */
+int session_stream_record(struct session_stream *ss);
+void session_stream_free(struct session_stream *ss);
+
 /* True if statements of KINDS change what pgmux records (settings,
  * savepoints, unpinning, SQL-prepared names) when they run. */
 bool session_has_effects(unsigned kinds);
@@ -67,6 +82,9 @@ void session_deny_message(unsigned pins, char *buf, size_t size);
 
 /* Pin C (linked to S) for REASONS; logs each new reason once. */
 void session_pin(struct client *c, const struct server *s, unsigned reasons);
+
+/* Take REASONS off C's pins; logs session_unpinned when none is left. */
+void session_unpin(struct client *c, const struct server *s, unsigned reasons);
 
 /* An ErrorResponse reached C: its transaction will not commit. */
 void session_error(struct client *c);

@@ -102,6 +102,12 @@ static void assert_global_defaults(const struct config *cfg)
 	ck_assert_int_eq(cfg->default_pool_size, 20);
 	ck_assert_int_eq(cfg->min_pool_size, 0);
 	ck_assert_int_eq(cfg->connection_borrow_timeout, 120);
+	ck_assert_int_eq(cfg->query_timeout, 0);
+	ck_assert_int_eq(cfg->tcp_keepalive, 1);
+	ck_assert_int_eq(cfg->tcp_keepidle, 0);
+	ck_assert_int_eq(cfg->tcp_keepintvl, 0);
+	ck_assert_int_eq(cfg->tcp_keepcnt, 0);
+	ck_assert_int_eq(cfg->tcp_user_timeout, 0);
 	ck_assert_int_eq(cfg->max_prepared_statements, 200);
 	ck_assert_int_eq(cfg->idle_client_timeout, 1800);
 	ck_assert_int_eq(cfg->server_idle_timeout, 600);
@@ -351,6 +357,12 @@ static const struct {
 	{ "bad_syntax_section.ini", 1, "malformed section header '[pgmux'" },
 	{ "bad_key_outside.ini", 1, "key 'listen_port' outside of any section" },
 	{ "bad_missing_key_name.ini", 3, "missing key name" },
+	{ "bad_wait_timeout_twice.ini", 4,
+	  "'query_wait_timeout' and 'connection_borrow_timeout' are the same setting: set only one "
+	  "(first set at line 3)" },
+	{ "bad_tcp_keepcnt.ini", 3, "tcp_keepcnt: 128 is out of range (0..127)" },
+	{ "bad_tcp_keepalive.ini", 3, "tcp_keepalive: 2 is out of range (0..1)" },
+	{ "bad_query_timeout.ini", 3, "query_timeout: -1 is out of range (0..2147483)" },
 };
 
 START_TEST(test_bad)
@@ -428,6 +440,21 @@ START_TEST(test_many_errors)
 END_TEST
 
 /* The shipped sample config loads and documents the defaults. */
+START_TEST(test_pgbouncer_timeouts)
+{
+	struct config *cfg = load_ok("pgbouncer_timeouts.ini");
+
+	ck_assert_int_eq(cfg->connection_borrow_timeout, 7); /* query_wait_timeout is its name */
+	ck_assert_int_eq(cfg->query_timeout, 30);
+	ck_assert_int_eq(cfg->tcp_keepalive, 0);
+	ck_assert_int_eq(cfg->tcp_keepidle, 60);
+	ck_assert_int_eq(cfg->tcp_keepintvl, 10);
+	ck_assert_int_eq(cfg->tcp_keepcnt, 4);
+	ck_assert_int_eq(cfg->tcp_user_timeout, 15000);
+	config_unref(cfg);
+}
+END_TEST
+
 START_TEST(test_sample_config)
 {
 	char path[PATH_MAX];
@@ -659,6 +686,7 @@ static Suite *config_suite(void)
 			    (int)(sizeof(prepared_cases) / sizeof(prepared_cases[0])));
 	tcase_add_loop_test(tc, test_relative_auth_file, 0,
 			    (int)(sizeof(relative_cases) / sizeof(relative_cases[0])));
+	tcase_add_test(tc, test_pgbouncer_timeouts);
 	tcase_add_test(tc, test_sample_config);
 	suite_add_tcase(s, tc);
 

@@ -927,6 +927,126 @@ START_TEST(test_framing_bad_length)
 }
 END_TEST
 
+/* ---- client message checks and whole-message take ---------------------- */
+
+static const struct {
+	char type;
+	const char *body;  /* bytes, with embedded NULs */
+	size_t len;
+	bool prefix;
+	const char *want;  /* NULL: well formed; else a substring of the reason */
+} check_cases[] = {
+#define C(t, lit, pre, w) { t, lit, sizeof(lit) - 1, pre, w }
+	C('Q', "SELECT 1\0", false, NULL),
+	C('Q', "SELECT 1", false, "invalid message format"),
+	C('Q', "SELECT 1\0x", false, "invalid message format"),
+	C('Q', "SELECT 1 and no end yet", true, NULL),
+	C('P', "s\0SELECT $1\0\0\1\0\0\0\x17", false, NULL),
+	C('P', "s\0SELECT 1\0\0\0", false, NULL),
+	C('P', "s\0SELECT 1\0\0\5", false, "insufficient data"),
+	C('P', "s\0SELECT 1\0\0", false, "insufficient data"),
+	C('P', "s\0SELECT 1\0\0\0extra", false, "invalid message format"),
+	C('P', "s\0SELECT", false, "invalid message format"),
+	C('P', "name\0SELECT a very long", true, NULL),
+	C('P', "unterminated name", true, "invalid message format"),
+	C('B', "p\0s\0\0\0\0\0\0\0", false, NULL),
+	C('B', "\0s\0\0\1\0\1\0\1\0\0\0\2hi\0\0", false, NULL),
+	C('B', "\0s\0\0\0\0\1\xff\xff\xff\xff\0\0", false, NULL),  /* a NULL */
+	C('B', "\0s\0\0\0\0\1\0\0\0\5hi\0\0", false, "insufficient data"),
+	C('B', "\0s\0\0\0\0\1\x80\0\0\0\0\0", false, "insufficient data"),
+	C('B', "\0s\0\0\0\0\0\0\0x", false, "invalid message format"),
+	C('B', "p\0s\0\0\0\0\1\0\0", true, NULL),
+	C('B', "p\0s", true, "invalid message format"),
+	C('D', "S\0", false, NULL),
+	C('D', "Pportal\0", false, NULL),
+	C('D', "X\0", false, "invalid DESCRIBE message subtype"),
+	C('D', "S", false, "invalid message format"),
+	C('D', "", false, "insufficient data"),
+	C('C', "Sname\0", false, NULL),
+	C('C', "Q\0", false, "invalid CLOSE message subtype"),
+	C('E', "\0\0\0\0\0", false, NULL),
+	C('E', "\0\0\0", false, "insufficient data"),
+	C('S', "", false, NULL),
+	C('S', "x", false, "invalid message format"),
+	C('H', "", false, NULL),
+	C('c', "", false, NULL),
+	C('f', "reason\0", false, NULL),
+	C('f', "reason", false, "invalid message format"),
+	C('d', "any bytes", false, NULL),
+	C('F', "any bytes", false, NULL),
+#undef C
+};
+
+START_TEST(test_check_client_msg)
+{
+	uint8_t *body = dup_exact(check_cases[_i].body, check_cases[_i].len);
+	const char *got = proto_check_client_msg(check_cases[_i].type, body, check_cases[_i].len,
+						 check_cases[_i].prefix);
+	if (!check_cases[_i].want)
+		ck_assert_msg(got == NULL, "case %d: %s", _i, got);
+	else
+		ck_assert_msg(got && strstr(got, check_cases[_i].want), "case %d: got %s", _i,
+			      got ? got : "(ok)");
+	free(body);
+}
+END_TEST
+
+START_TEST(test_client_types_known)
+{
+	static const char known[] = "BCDEFHPQSXcdf";
+	for (int t = 0; t < 256; t++)
+		ck_assert((strchr(known, t) != NULL && t != 0) == proto_client_type_known((char)t));
+}
+END_TEST
+
+START_TEST(test_msg_take)
+{
+	/* small (inline) and large (heap) messages come out whole, in order,
+	 * and the buffer no longer holds them */
+	struct evbuffer *in = evbuffer_new(), *out = evbuffer_new();
+	ck_assert_ptr_nonnull(in);
+	size_t sizes[] = {0, 1, 250, 251, 4000, 100000};
+	for (size_t i = 0; i < N_ELEMS(sizes); i++) {
+		uint8_t *body = malloc(sizes[i] + 1);
+		memset(body, 'a' + (int)i, sizes[i]);
+		ck_assert_int_eq(proto_write_msg(in, 'D', body, sizes[i]), 0);
+		free(body);
+	}
+	for (size_t i = 0; i < N_ELEMS(sizes); i++) {
+		uint8_t hdr[5];
+		struct proto_header h;
+		struct proto_msg m;
+		evbuffer_copyout(in, hdr, 5);
+		ck_assert_int_eq(proto_parse_header(hdr, evbuffer_get_length(in), DATA_MAX, &h),
+				 PROTO_OK);
+		size_t before = evbuffer_get_length(in);
+		ck_assert_int_eq(proto_msg_take(in, &h, &m), 0);
+		ck_assert_uint_eq(evbuffer_get_length(in), before - 5 - sizes[i]);
+		ck_assert_int_eq(m.type, 'D');
+		ck_assert_uint_eq(m.body_len, sizes[i]);
+		for (size_t j = 0; j < sizes[i]; j++)
+			ck_assert_int_eq(m.body[j], 'a' + (int)i);
+		ck_assert_int_eq(proto_msg_forward(out, &m), 0);
+		proto_msg_cleanup(&m);
+		ck_assert_ptr_null(m.raw);
+	}
+	ck_assert_uint_eq(evbuffer_get_length(in), 0);
+	size_t total = 0;
+	for (size_t i = 0; i < N_ELEMS(sizes); i++)
+		total += 5 + sizes[i];
+	ck_assert_uint_eq(evbuffer_get_length(out), total);
+	/* a header that claims more than the buffer holds is refused, buffer intact */
+	ck_assert_int_eq(proto_write_msg(in, 'D', "xy", 2), 0);
+	struct proto_header lie = {.type = 'D', .len = 400};
+	struct proto_msg m;
+	ck_assert_int_eq(proto_msg_take(in, &lie, &m), -1);
+	proto_msg_cleanup(&m);
+	ck_assert_uint_eq(evbuffer_get_length(in), 7);
+	evbuffer_free(in);
+	evbuffer_free(out);
+}
+END_TEST
+
 static Suite *proto_suite(void)
 {
 	Suite *s = suite_create("proto");
@@ -962,6 +1082,12 @@ static Suite *proto_suite(void)
 	tcase_add_loop_test(tc, test_builder, 0, N_ELEMS(builder_cases));
 	tcase_add_test(tc, test_error_long_message);
 	tcase_add_test(tc, test_builder_refusals);
+	suite_add_tcase(s, tc);
+
+	tc = tcase_create("client_checks");
+	tcase_add_loop_test(tc, test_check_client_msg, 0, N_ELEMS(check_cases));
+	tcase_add_test(tc, test_client_types_known);
+	tcase_add_test(tc, test_msg_take);
 	suite_add_tcase(s, tc);
 
 	tc = tcase_create("framing");
