@@ -245,9 +245,12 @@ static int lex_next(struct lexer *lx, struct tok *t)
 			lx->pos++;
 	} else if (is_digit((unsigned char)c) || (c == '.' && peek(lx, 1) >= 0 &&
 						    is_digit((unsigned char)peek(lx, 1)))) {
+		/* digits and dots only: letters after a number start an identifier,
+		 * which goes on through '$' (PostgreSQL 14 reads 1a$$ as 1 and a$$;
+		 * 15 rejects the junk), so no dollar quote opens there */
 		t->type = TOK_NUMBER;
-		while (lx->pos < lx->len && (is_ident_cont((unsigned char)lx->s[lx->pos]) ||
-					     lx->s[lx->pos] == '.') && lx->s[lx->pos] != '$')
+		while (lx->pos < lx->len && (is_digit((unsigned char)lx->s[lx->pos]) ||
+					     lx->s[lx->pos] == '.'))
 			lx->pos++;
 	} else if (c == '$' && peek(lx, 1) >= 0 && is_digit((unsigned char)peek(lx, 1))) {
 		t->type = TOK_PARAM;

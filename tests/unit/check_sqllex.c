@@ -198,6 +198,12 @@ static const struct tcase cases[] = {
 	 0, 2, {O, K(SQL_END)}},
 	{"SELECT 1 FROM t WHERE a = $1; END", 0, 2, {O, K(SQL_END)}},
 	{"SELECT .5e3, 1.2.3, 0x1F; LISTEN n", 0, 2, {O, K(SQL_LISTEN)}},
+	/* letters after a number are an identifier, '$' included: no dollar
+	 * quote hides the SET (found by fuzz_sqlscan: sqlscan reads it so) */
+	{"SELECT 1a$$; SET search_path = evil; SELECT 1 AS b$$", 0, 3,
+	 {O, {SQL_SET, "search_path", "evil"}, O}},
+	{"SELECT 2_$$", 0, 1, {O}},
+	{"SELECT 1e'\\\\'; LISTEN e", 0, 2, {O, K(SQL_LISTEN)}},
 	{"DO $$ BEGIN PERFORM 1; END $$; LISTEN d", 0, 2, {O, K(SQL_LISTEN)}},
 	{"SELECT $", 0, 1, {O}},
 	{"SELECT $a", 0, 1, {O}},
