@@ -397,7 +397,8 @@ class Pgmux(PgClients):
             databases = {DB: {"host": HOST, "port": pg.port, "dbname": DB,
                               "pool_size": pool_size}}
         lines = ["[pgmux]"]
-        lines += ["%s = %s" % (k, v) for k, v in cfg.items()]
+        # a setting given as None is left out (the built-in default applies)
+        lines += ["%s = %s" % (k, v) for k, v in cfg.items() if v is not None]
         for name, opts in databases.items():
             lines += ["", "[database.%s]" % name]
             lines += ["%s = %s" % (k, v) for k, v in opts.items()]
@@ -586,6 +587,23 @@ def pgmux_sanitizer():
         _sanitizer = ("address" if b"__asan_init" in data else
                       "thread" if b"__tsan_init" in data else "")
     return _sanitizer or None
+
+
+def record_figures(test, directory=None, **figures):
+    """Report what a test measured (for the lead's closing note): one JSON
+    line printed as 'FIGURES {...}' (pytest -rP shows it), written to
+    DIRECTORY/figures.json and appended to $PGMUX_FIGURES if that is set."""
+    import json
+    line = json.dumps(dict(figures, test=test), sort_keys=True, default=str)
+    print("FIGURES " + line, flush=True)
+    if directory is not None:
+        with open(Path(directory) / "figures.json", "a") as f:
+            f.write(line + "\n")
+    path = os.environ.get("PGMUX_FIGURES")
+    if path:
+        with open(path, "a") as f:
+            f.write(line + "\n")
+    return line
 
 
 def _conninfo_quote(v):
