@@ -49,10 +49,18 @@ if [ -n "${PGMUX_BIN:-}" ]; then
 else
 	log "building pgmux"
 	mkdir -p m4
+	# out of tree, in build/plain, as tests/run-all.sh builds it (an in-tree
+	# ./configure would make the out-of-tree builds refuse to run)
+	mkdir -p "$ROOT/m4"
 	[ -x configure ] || autoreconf -fi >/dev/null 2>&1 || die "autoreconf -fi failed"
-	[ -f Makefile ] || ./configure >/dev/null || die "./configure failed"
-	make -j2 pgmux >/dev/null || die "make failed"
-	PGMUX_BIN=$ROOT/pgmux
+	if [ -f Makefile ]; then
+		make distclean >/dev/null 2>&1 || true
+	fi
+	mkdir -p "$ROOT/build/plain"
+	[ -f "$ROOT/build/plain/Makefile" ] || (cd "$ROOT/build/plain" && ../../configure >/dev/null) ||
+		die "./configure failed"
+	make -C "$ROOT/build/plain" -j2 pgmux >/dev/null || die "make failed"
+	PGMUX_BIN=$ROOT/build/plain/pgmux
 fi
 pgenv_find_bindir
 

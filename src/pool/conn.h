@@ -86,6 +86,10 @@ struct req {
 	uint64_t sent_ms;      /* when it was queued (only with query_timeout set) */
 	unsigned deny_pins;    /* Q: a streamed Query refused (session_pinning = deny) after it
 				* was sent: its ErrorResponse is replaced by pgmux's */
+	char *err_msg;         /* owned: P of an injected 26000: an error answering it (the
+				* 25P02 of an aborted transaction) is replaced by this one, as
+				* PostgreSQL looks a statement up before it checks the
+				* transaction */
 };
 
 /* Ring buffer of outstanding requests, oldest first. */

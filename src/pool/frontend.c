@@ -127,7 +127,15 @@ static int inject_error(struct server *s, uint64_t seq, const char *sqlstate, co
 	evbuffer_free(sql);
 	s->unnamed_owner = UNNAMED_UNKNOWN; /* the DO block, or the old one if skipped */
 	s->ext_open = true;
-	if (rc == 0)
+	if (rc == 0 && strcmp(sqlstate, "26000") == 0) {
+		/* in an aborted transaction the DO block gets 25P02 at its Parse,
+		 * where PostgreSQL would have said 26000: say it anyway */
+		struct req r = {.seq = seq, .type = 'P', .action = REQ_SKIP, .mark = s->stmts.counter,
+				.cmark = s->client ? s->client->stmt_regs : 0, .err_msg = strdup(msg)};
+		rc = r.err_msg ? req_push(s, &r) : -1;
+		rc = rc | push(s, seq, 'B', REQ_SKIP, NULL, NULL) |
+		     push(s, seq, 'E', REQ_SKIP, NULL, NULL);
+	} else if (rc == 0)
 		rc = push(s, seq, 'P', REQ_SKIP, NULL, NULL) | push(s, seq, 'B', REQ_SKIP, NULL, NULL) |
 		     push(s, seq, 'E', REQ_SKIP, NULL, NULL);
 	return rc;
@@ -375,9 +383,13 @@ static int on_query(struct client *c, struct server *s, uint64_t seq, const uint
 		struct cstmt *cs = cstmt_find(&c->stmts, fx.single_name);
 		if (cs) {
 			/* a protocol-level statement: the server has it under another
-			 * name, maybe shared; answer for it */
-			int r = push_fake(s, seq, 'Q', FAKE_DEALLOCATE, cs);
+			 * name, maybe shared; answer for it. Removed first: the fake
+			 * reply may go out (25P02 putting it back) or be undone (the
+			 * backend skipping) within the push */
+			cstmt_hold(cs);
 			cstmt_remove(&c->stmts, cs);
+			int r = push_fake(s, seq, 'Q', FAKE_DEALLOCATE, cs);
+			cstmt_release(cs);
 			return r;
 		}
 	}

@@ -39,8 +39,10 @@ static void release_holds(struct req *r)
 		sstmt_release(r->ss);
 	if (r->cs)
 		cstmt_release(r->cs);
+	free(r->err_msg);
 	r->ss = NULL;
 	r->cs = NULL;
+	r->err_msg = NULL;
 }
 
 /* Undo what R did, as the backend skipped it. */

@@ -742,6 +742,11 @@ static int handle_active_msg(struct server *s, const struct proto_msg *m)
 		}
 		struct req *r = req_head(s);
 		bool swallow = false, injected = r && r->type == 'E' && r->action == REQ_SKIP;
+		char *replace = r && r->err_msg ? r->err_msg : NULL;
+		if (replace)
+			r->err_msg = NULL; /* ours now: req_error would free it with r */
+		/* what the head says is read now: req_error below removes it */
+		unsigned deny_pins = r && r->type == 'Q' ? r->deny_pins : 0;
 		s->block_failed = true;
 		if (r && r->type != 'Q' && r->type != 'F' && r->type != 'S') {
 			/* an extended-protocol request failed: the backend skips to Sync */
@@ -755,10 +760,22 @@ static int handle_active_msg(struct server *s, const struct proto_msg *m)
 			session_error(c);
 		if (swallow) {
 			/* dropped: the retry's answer replaces it */
-		} else if (r && r->type == 'Q' && r->deny_pins) {
+		} else if (replace) {
+			if (c && c->state != CL_CLOSING) {
+				if (c->relink_active)
+					relink_stop(c);
+				if (proto_write_error(bufferevent_get_output(c->bev), "ERROR", "26000", "%s",
+						      replace) < 0) {
+					free(replace);
+					server_close(s, "out_of_memory");
+					return -1;
+				}
+			}
+			free(replace);
+		} else if (deny_pins) {
 			/* the backend refused the streamed Query pgmux cut short: say why */
 			char msg[200];
-			session_deny_message(r->deny_pins, msg, sizeof(msg));
+			session_deny_message(deny_pins, msg, sizeof(msg));
 			if (c && c->state != CL_CLOSING) {
 				if (c->relink_active)
 					relink_stop(c);

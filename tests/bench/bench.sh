@@ -15,7 +15,8 @@
 # to tests/bench/results/<UTC timestamp>.md. Everything it started is
 # stopped and its state directory removed when it ends, however it ends.
 #
-# Build pgmux first (make); without ./pgmux the pgmux rows show n/a.
+# Build pgmux first (tests/run-all.sh, or configure and make in build/plain);
+# without a binary the pgmux rows show n/a.
 #
 # Environment (defaults in brackets):
 #   BENCH_SECONDS [15]          length of each pgbench run
@@ -31,7 +32,8 @@
 #   BENCH_WARMUP [2]            seconds of unrecorded warm-up per target
 #   BENCH_CONNECT_MAX [300]     seconds allowed for the login phase of a run
 #   BENCH_RESULTS_DIR [tests/bench/results]
-#   PGMUX_BIN [./pgmux]  PGBOUNCER_BIN [/usr/sbin/pgbouncer]
+#   PGMUX_BIN [build/plain/pgmux, the build tests/run-all.sh makes; else ./pgmux]
+#   PGBOUNCER_BIN [/usr/sbin/pgbouncer]
 #   BENCH_KEEP_STATE        set: keep .state/bench (logs of every run) at the end
 set -euo pipefail
 
@@ -58,7 +60,10 @@ BENCH_THREADS=${BENCH_THREADS:-2}
 BENCH_WARMUP=${BENCH_WARMUP:-2}
 BENCH_CONNECT_MAX=${BENCH_CONNECT_MAX:-300}
 BENCH_RESULTS_DIR=${BENCH_RESULTS_DIR:-$ROOT/tests/bench/results}
-PGMUX_BIN=${PGMUX_BIN:-$ROOT/pgmux}
+if [ -z "${PGMUX_BIN:-}" ]; then
+	PGMUX_BIN=$ROOT/build/plain/pgmux
+	[ -x "$PGMUX_BIN" ] || PGMUX_BIN=$ROOT/pgmux
+fi
 PGBOUNCER_BIN=${PGBOUNCER_BIN:-/usr/sbin/pgbouncer}
 
 for v in BENCH_SECONDS BENCH_CONNECT_MAX BENCH_POOL_SIZE BENCH_SCALE BENCH_THREADS BENCH_WARMUP; do
