@@ -572,6 +572,123 @@ START_TEST(test_sstmt_gen)
 }
 END_TEST
 
+/* ---- when a copy may answer for a client (issue 7: stale copies) ---- */
+
+/* A copy older than the client's Parse (DDL in between), a stale one, or one
+ * of an older generation is not usable; a private copy always is. */
+START_TEST(test_sstmt_usable)
+{
+	struct sstmt_reg r;
+	struct hmap m = {0};
+	sstmt_init(&r);
+	struct pstmt *ps = intern("SELECT $1::some_type");
+	struct sstmt *ss = sstmt_add(&r, ps);
+	struct cstmt *before = cstmt_add(&m, "before", ps);
+	ck_assert(sstmt_usable(ss, before));
+	ck_assert(sstmt_usable(ss, NULL));
+	pstmt_ddl_seen(); /* DDL went to a server */
+	struct cstmt *after = cstmt_add(&m, "after", ps);
+	ck_assert_uint_gt(after->epoch, before->epoch);
+	ck_assert(sstmt_usable(ss, before));  /* as old as the client's own Parse */
+	ck_assert(!sstmt_usable(ss, after)); /* older than the client's Parse */
+	sstmt_remove(&r, ss);
+	ss = sstmt_add(&r, ps); /* prepared again, after the DDL */
+	ck_assert(sstmt_usable(ss, after));
+	ss->stale = true;
+	ck_assert(!sstmt_usable(ss, after));
+	ss->stale = false;
+	__atomic_add_fetch(&ps->gen, 1, __ATOMIC_RELAXED);
+	ck_assert(!sstmt_usable(ss, after));
+	/* a private copy is the client's only one */
+	struct pstmt *priv = pstmt_new_private();
+	ck_assert_ptr_nonnull(priv);
+	ck_assert(priv->private_copy && priv->body == NULL);
+	struct cstmt *big = cstmt_add(&m, "big", priv);
+	struct sstmt *pss = sstmt_add(&r, priv);
+	pstmt_unref(priv);
+	pstmt_ddl_seen();
+	pss->stale = true;
+	ck_assert(sstmt_usable(pss, big));
+	ck_assert(cstmt_any_private(&m));
+	cstmt_remove(&m, big);
+	ck_assert(!cstmt_any_private(&m));
+	pstmt_unref(ps);
+	cstmt_clear(&m);
+	sstmt_clear(&r); /* frees the private pstmt: it is in no intern table */
+}
+END_TEST
+
+/* The orphan generation moves when a statement loses its last client
+ * statement, and only then. */
+START_TEST(test_orphans)
+{
+	struct hmap a = {0}, b = {0};
+	struct sstmt_reg r;
+	sstmt_init(&r);
+	struct pstmt *ps = intern("SELECT 'orphan'");
+	struct sstmt *ss = sstmt_add(&r, ps); /* a server copy keeps ps alive */
+	struct cstmt *ca = cstmt_add(&a, "x", ps);
+	struct cstmt *cb = cstmt_add(&b, "y", ps);
+	pstmt_unref(ps);
+	ck_assert(!pstmt_orphaned(ps));
+	uint64_t g0 = pstmt_orphan_gen();
+	cstmt_remove(&a, ca);
+	ck_assert_uint_eq(pstmt_orphan_gen(), g0); /* b still refers to it */
+	ck_assert(!pstmt_orphaned(ps));
+	cstmt_hold(cb);
+	cstmt_remove(&b, cb); /* held by a request: not freed yet */
+	ck_assert(!pstmt_orphaned(ps));
+	cstmt_release(cb);
+	ck_assert(pstmt_orphaned(ps));
+	ck_assert_uint_eq(pstmt_orphan_gen(), g0 + 1);
+	ck_assert_ptr_eq(sstmt_find(&r, ps), ss);
+	sstmt_clear(&r);
+	cstmt_clear(&a);
+	cstmt_clear(&b);
+}
+END_TEST
+
+/* Copies made inside a transaction block: stale if it fails, kept if it
+ * commits; a ROLLBACK TO leaves them tentative (and stale). */
+START_TEST(test_sstmt_block_end)
+{
+	struct sstmt_reg r;
+	sstmt_init(&r);
+	struct pstmt *p1 = intern("SELECT 1 AS t1"), *p2 = intern("SELECT 2 AS t2");
+	struct sstmt *kept = sstmt_add(&r, p1), *t = sstmt_add(&r, p2);
+	t->tentative = true;
+	sstmt_block_end(&r, true, false); /* committed */
+	ck_assert(!t->tentative && !t->stale && !kept->stale);
+	t->tentative = true;
+	sstmt_block_end(&r, false, true); /* ROLLBACK TO in the block */
+	ck_assert(t->tentative && t->stale && !kept->stale);
+	sstmt_block_end(&r, true, false);
+	ck_assert(!t->tentative && t->stale);
+	pstmt_unref(p1);
+	pstmt_unref(p2);
+	sstmt_clear(&r);
+}
+END_TEST
+
+/* A private copy cannot be prepared again: never an LRU victim. */
+START_TEST(test_private_never_evicted)
+{
+	struct sstmt_reg r;
+	sstmt_init(&r);
+	struct pstmt *priv = pstmt_new_private();
+	struct sstmt *pss = sstmt_add(&r, priv);
+	pss->state = SS_READY;
+	ck_assert_ptr_null(sstmt_lru_victim(&r));
+	struct pstmt *ps = intern("SELECT 'victim'");
+	struct sstmt *v = sstmt_add(&r, ps);
+	v->state = SS_READY;
+	ck_assert_ptr_eq(sstmt_lru_victim(&r), v);
+	pstmt_unref(priv);
+	pstmt_unref(ps);
+	sstmt_clear(&r);
+}
+END_TEST
+
 int main(void)
 {
 	Suite *s = suite_create("pstmt");
@@ -594,6 +711,12 @@ int main(void)
 	tcase_add_test(tc, test_sstmt_eviction_order);
 	tcase_add_test(tc, test_sstmt_forget_upto_and_clear);
 	tcase_add_test(tc, test_sstmt_gen);
+	suite_add_tcase(s, tc);
+	tc = tcase_create("sharing");
+	tcase_add_test(tc, test_sstmt_usable);
+	tcase_add_test(tc, test_orphans);
+	tcase_add_test(tc, test_sstmt_block_end);
+	tcase_add_test(tc, test_private_never_evicted);
 	suite_add_tcase(s, tc);
 	SRunner *sr = srunner_create(s);
 	srunner_run_all(sr, CK_NORMAL);
