@@ -36,6 +36,21 @@ static bool is_tag_cont(unsigned char c)
 	return is_ident_start(c) || (c >= '0' && c <= '9');
 }
 
+#define FNV_INIT 14695981039346656037ULL
+
+static uint64_t fnv_add(uint64_t h, unsigned char c)
+{
+	return (h ^ c) * 1099511628211ULL;
+}
+
+/* In a dollar quote: does the segment just read, between two '$', close it? */
+static bool seg_closes(const struct sqlscan *sc)
+{
+	if (sc->seglen != sc->taglen || sc->seghash != sc->taghash)
+		return false;
+	return sc->taglen > sizeof(sc->tag) || memcmp(sc->seg, sc->tag, sc->taglen) == 0;
+}
+
 void sqlscan_init(struct sqlscan *sc, sqlscan_fn fn, void *arg)
 {
 	memset(sc, 0, sizeof(*sc));
@@ -138,6 +153,7 @@ static bool normal_byte(struct sqlscan *sc, unsigned char c)
 	} else if (c == '$') {
 		sc->mode = M_DTAG;
 		sc->taglen = 0;
+		sc->taghash = FNV_INIT;
 	}
 	return false;
 }
@@ -215,10 +231,14 @@ static void scan_byte(struct sqlscan *sc, unsigned char c)
 		case M_DTAG:
 			if (c == '$') {
 				sc->mode = M_DOLLAR;
-				sc->tagmatch = 0;
-			} else if ((sc->taglen == 0 ? is_ident_start(c) : is_tag_cont(c)) &&
-				   sc->taglen < sizeof(sc->tag)) {
-				sc->tag[sc->taglen++] = (char)c;
+				sc->in_seg = false;
+				if (sc->taglen > sizeof(sc->tag))
+					sc->lost = true; /* closed by a hash match only */
+			} else if (sc->taglen == 0 ? is_ident_start(c) : is_tag_cont(c)) {
+				if (sc->taglen < sizeof(sc->tag))
+					sc->tag[sc->taglen] = (char)c;
+				sc->taglen++;
+				sc->taghash = fnv_add(sc->taghash, c);
 			} else {
 				/* $1, or a stray '$': not a dollar quote */
 				sc->mode = M_NORMAL;
@@ -226,20 +246,27 @@ static void scan_byte(struct sqlscan *sc, unsigned char c)
 					reprocess = true;
 			}
 			break;
-		case M_DOLLAR: {
-			/* the delimiter is '$' tag '$'; a tag has no '$', so a mismatch
-			 * restarts at this byte if it is a '$' */
-			size_t len = sc->taglen + 2;
-			char want = sc->tagmatch == 0 || sc->tagmatch == len - 1 ? '$'
-								      : sc->tag[sc->tagmatch - 1];
-			if ((char)c == want)
-				sc->tagmatch++;
-			else
-				sc->tagmatch = c == '$' ? 1 : 0;
-			if (sc->tagmatch == len)
-				sc->mode = M_NORMAL;
+		case M_DOLLAR:
+			/* the closing delimiter is '$' tag '$', and a tag holds no '$':
+			 * every run of tag bytes between two '$' is a candidate */
+			if (c == '$') {
+				if (sc->in_seg && seg_closes(sc)) {
+					sc->mode = M_NORMAL;
+					break;
+				}
+				sc->in_seg = true;
+				sc->seglen = 0;
+				sc->seghash = FNV_INIT;
+			} else if (sc->in_seg &&
+				   (sc->seglen == 0 ? is_ident_start(c) : is_tag_cont(c))) {
+				if (sc->seglen < sizeof(sc->seg))
+					sc->seg[sc->seglen] = (char)c;
+				sc->seglen++;
+				sc->seghash = fnv_add(sc->seghash, c);
+			} else {
+				sc->in_seg = false;
+			}
 			break;
-		}
 		}
 	} while (reprocess);
 	sc->prev = c;

@@ -17,6 +17,7 @@
 
 #include <stdbool.h>
 #include <stddef.h>
+#include <stdint.h>
 
 #define SQLSCAN_HEAD 4096 /* bytes of each statement kept for classification */
 
@@ -46,9 +47,16 @@ struct sqlscan {
 	unsigned char prev;       /* previous byte, for two-byte tokens across pieces */
 	bool maybe_end;           /* in a quote: the closing quote may be a doubled one */
 	bool escape;              /* in E'': the previous byte was a backslash */
-	char tag[64];             /* dollar quote tag being read or matched */
-	size_t taglen;
-	size_t tagmatch;          /* bytes of "$tag$" matched so far while in the quote */
+	char tag[64];             /* dollar quote tag being read (its first bytes) */
+	size_t taglen;            /* its whole length (PostgreSQL sets no limit) */
+	uint64_t taghash;         /* FNV-1a of the whole tag */
+	bool in_seg;              /* in the quote: reading what may be a closing tag */
+	char seg[64];             /* ...its first bytes */
+	size_t seglen;
+	uint64_t seghash;
+	bool lost;                /* a tag longer than tag[] was matched by its hash only:
+				   * the statements seen may be wrong (the caller treats the
+				   * text as untrackable) */
 	char word[64];            /* identifier being read, lower-cased */
 	size_t wordlen;
 	bool word_long;           /* longer than word: not one of the notable names */

@@ -344,10 +344,13 @@ void session_stream_feed(struct session_stream *ss, const char *p, size_t n)
 
 void session_stream_finish(struct session_stream *ss, struct session_effects *fx)
 {
+	bool lost = ss->scan.lost;
 	if (sqlscan_finish(&ss->scan) < 0) {
 		/* the server rejects it as a syntax error: it runs nothing */
 		memset(&ss->fx, 0, sizeof(ss->fx));
 		ss->nkept = 0;
+	} else if (lost) {
+		ss->fx.pins |= BIT(PIN_UNTRACKED); /* a dollar tag too long to follow for sure */
 	}
 	*fx = ss->fx;
 	fx->discard_all = (fx->kinds & BIT(SQL_DISCARD_ALL)) != 0;

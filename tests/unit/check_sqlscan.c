@@ -216,6 +216,39 @@ START_TEST(test_unterminated)
 }
 END_TEST
 
+START_TEST(test_long_dollar_tag)
+{
+	static struct got g;
+	static struct sqlscan sc;
+	/* PostgreSQL sets no limit on a tag: 100 bytes, with near misses inside */
+	char tag[101], sql[1024];
+	memset(tag, 'q', 100);
+	tag[100] = '\0';
+	snprintf(sql, sizeof(sql), "SELECT $%s$ ; $%.99s$ $%sz$ ; $$ $%s$; SET x = 1", tag, tag, tag,
+		 tag);
+	for (unsigned cut = 0; cut < 5; cut++) {
+		ck_assert_int_eq(scan(sql, strlen(sql), cut, &g), 0);
+		ck_assert_int_eq(g.n, 2);
+		ck_assert(strncmp(g.head[1], "SET x = 1", 9) == 0);
+	}
+	/* ...and the caller learns that only a hash matched it */
+	sqlscan_init(&sc, collect, &g);
+	memset(&g, 0, sizeof(g));
+	sqlscan_feed(&sc, sql, strlen(sql));
+	ck_assert(sc.lost);
+	ck_assert_int_eq(sqlscan_finish(&sc), 0);
+	/* an unterminated long one, as sqllex sees it (found by fuzz_sqlscan) */
+	snprintf(sql, sizeof(sql), "$%s$-a", tag);
+	ck_assert_int_eq(scan(sql, strlen(sql), 0, &g), -1);
+	/* a short tag is matched byte for byte, never lost */
+	sqlscan_init(&sc, collect, &g);
+	memset(&g, 0, sizeof(g));
+	sqlscan_feed(&sc, "SELECT $a$ x $a$", 16);
+	ck_assert(!sc.lost);
+	ck_assert_int_eq(sqlscan_finish(&sc), 0);
+}
+END_TEST
+
 START_TEST(test_garbage_is_safe)
 {
 	static struct got g;
@@ -246,6 +279,7 @@ static Suite *sqlscan_suite(void)
 	tcase_add_test(tc, test_flags);
 	tcase_add_test(tc, test_long_statement);
 	tcase_add_test(tc, test_unterminated);
+	tcase_add_test(tc, test_long_dollar_tag);
 	tcase_add_test(tc, test_garbage_is_safe);
 	suite_add_tcase(s, tc);
 	return s;
