@@ -240,9 +240,17 @@ static void scan_byte(struct sqlscan *sc, unsigned char c)
 				sc->taglen++;
 				sc->taghash = fnv_add(sc->taghash, c);
 			} else {
-				/* $1, or a stray '$': not a dollar quote */
+				/* $1, or a '$' and identifier bytes with no '$' after them:
+				 * not a dollar quote. PostgreSQL takes the '$' alone and
+				 * reads what followed it again as ordinary text ($E'...'
+				 * is '$' and an E'' string): so do we */
 				sc->mode = M_NORMAL;
-				if (!(c >= '0' && c <= '9'))
+				bool param = sc->taglen == 0 && c >= '0' && c <= '9';
+				for (size_t i = 0; i < sc->taglen && i < sizeof(sc->tag); i++)
+					add_word_byte(sc, (unsigned char)sc->tag[i]);
+				if (sc->taglen > sizeof(sc->tag))
+					sc->word_long = true;
+				if (!param)
 					reprocess = true;
 			}
 			break;

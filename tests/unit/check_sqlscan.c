@@ -87,6 +87,10 @@ static const char *const samples[] = {
 	"select $1, $2::int; select a$b from c; select 1-2--3\n; select 4/ 2",
 	"SELECT U&'d\\0061t\\+000061'; SELECT B'101', X'ff', N'n'",
 	"LOAD 'plpgsql'; SET TIME ZONE 'UTC'; RESET timezone",
+	/* a '$' that opens no dollar quote: what follows it is read again (found
+	 * by fuzz_sqlscan: the E of an E'' string was lost) */
+	"SELECT $E'\\''; SET search_path = evil; SELECT '1'",
+	"SELECT 1 $into temp; SELECT $x+1",
 };
 
 /* sqllex's kinds for each statement of SQL, whole. */
