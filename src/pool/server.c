@@ -417,7 +417,10 @@ static void drain_done(struct server *s)
  * empty. A malformed message, a client that vanishes mid-pipeline: the
  * server goes back to the pool clean instead of costing a new login.
  * Returns 0, or -1 if that cannot be done (the caller closes S). */
-static int start_drain(struct server *s, bool reset)
+/* What the departed client left half done on the protocol, completed: a
+ * CopyFail for a copy in progress, a Sync after extended messages. Returns
+ * 0 / -1. */
+static int drain_complete_protocol(struct server *s)
 {
 	struct evbuffer *out = bufferevent_get_output(s->bev);
 	if (s->copy_open) {
@@ -431,7 +434,12 @@ static int start_drain(struct server *s, bool reset)
 			return -1;
 		server_note_client_msg(s, 'S');
 	}
-	if (s->state != SV_ACTIVE)
+	return s->state == SV_ACTIVE ? 0 : -1;
+}
+
+static int start_drain(struct server *s, bool reset)
+{
+	if (drain_complete_protocol(s) < 0)
 		return -1;
 	if (!s->drain_timer && !(s->drain_timer = evtimer_new(s->worker->base, drain_timeout_cb, s)))
 		return -1;
@@ -809,6 +817,14 @@ static int handle_active_msg(struct server *s, const struct proto_msg *m)
 		s->copy_start_seq = head ? head->seq : 0;
 		if (forward_msg(s, m) < 0)
 			return -1;
+		if (s->draining) {
+			/* a COPY the departed client had sent starts only now */
+			if (drain_complete_protocol(s) < 0) {
+				server_close(s, "out_of_memory");
+				return -1;
+			}
+			return 0;
+		}
 		return copy_pipeline_check(s);
 	}
 	case 'C': {

@@ -529,3 +529,25 @@ def test_big_message_streams(pg, pgmux, tmp_path, kind):
             "pgmux's RSS grew by %.1f MiB for one 200 MB %s (allowed: 16 MiB)" \
             % (growth / 1024, kind)
     mux.assert_serves()
+
+
+def test_copy_sent_by_departed_client_is_ended(pg, pgmux):
+    """A client sends COPY ... FROM STDIN and Terminate at once: the copy starts
+    on the backend only after pgmux has seen the client leave. pgmux ends it
+    (CopyFail), and the server is back in its pool at once, not after the
+    10 s drain timeout (found by fuzz_client_txn)."""
+    mux = pgmux(pool_size=1, workers=1)
+    pg.sql("CREATE TABLE IF NOT EXISTS copy_departed (a int)", dbname=DB)
+    pg.sql("GRANT ALL ON copy_departed TO app", dbname=DB)
+    c, _ = mux.wire_login()
+    c.check_query("SELECT 1")
+    pid = pg.backends()[0][0]
+    mark = mux.log_mark()
+    c.send(pgwire.query("COPY copy_departed FROM STDIN") + pgwire.terminate())
+    c.close()
+    mux.wait_for_log(r"event=server_drained .*be_pid=%d" % pid, since=mark, timeout=3)
+    t0 = time.monotonic()
+    with mux.connect() as again:
+        assert again.execute("SELECT pg_backend_pid()").fetchone()[0] == pid
+    assert time.monotonic() - t0 < 2
+    pg.sql("DROP TABLE copy_departed", dbname=DB)
