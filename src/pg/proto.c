@@ -56,11 +56,12 @@ bool proto_client_type_known(char type)
 static const char *const MSG_FORMAT = "invalid message format";
 static const char *const MSG_SHORT = "insufficient data left in message";
 
-/* int16 count N, then N items of SIZE bytes. */
+/* int16 count N, then N items of SIZE bytes. PostgreSQL reads the count
+ * unsigned (up to 65,535 parameters). */
 static bool skip_array(struct proto_reader *r, size_t size)
 {
 	uint16_t n = proto_get_u16(r);
-	if (r->err || (int16_t)n < 0)
+	if (r->err)
 		return false;
 	return proto_get_bytes(r, (size_t)n * size) != NULL || n == 0;
 }
@@ -73,8 +74,8 @@ static const char *check_bind(struct proto_reader *r, bool prefix)
 		return NULL; /* the rest streams: the names are what pgmux reads */
 	if (!skip_array(r, 2))
 		return MSG_SHORT;
-	uint16_t np = proto_get_u16(r);
-	if (r->err || (int16_t)np < 0)
+	uint16_t np = proto_get_u16(r); /* unsigned, as PostgreSQL reads it */
+	if (r->err)
 		return MSG_SHORT;
 	for (uint16_t i = 0; i < np; i++) {
 		uint32_t vl = proto_get_u32(r);

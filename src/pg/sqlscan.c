@@ -66,6 +66,9 @@ static void reset_stmt(struct sqlscan *sc)
 	sc->headlen = 0;
 	sc->safelen = 0;
 	sc->truncated = false;
+	sc->tokens = 0;
+	sc->first[0] = '\0';
+	sc->first_done = false;
 	sc->pending = 0;
 	sc->after_into = false;
 	sc->after_pg_temp = false;
@@ -79,6 +82,8 @@ static void emit(struct sqlscan *sc)
 		.head = sc->head,
 		.len = sc->truncated ? sc->safelen : sc->headlen,
 		.truncated = sc->truncated,
+		.tokens = sc->tokens,
+		.first = sc->first,
 		.flags = sc->flags,
 	};
 	sc->fn(sc->arg, &st);
@@ -92,6 +97,13 @@ static bool word_is(const struct sqlscan *sc, const char *w)
 /* An identifier (or keyword) ended: is it one of the names that matter? */
 static void end_word(struct sqlscan *sc)
 {
+	if (!sc->first_done) {
+		sc->first_done = true;
+		if (!sc->word_long && sc->wordlen < sizeof(sc->first)) {
+			memcpy(sc->first, sc->word, sc->wordlen);
+			sc->first[sc->wordlen] = '\0';
+		}
+	}
 	sc->pending = 0;
 	if (sc->after_into && (word_is(sc, "temp") || word_is(sc, "temporary")))
 		sc->flags |= SQLSCAN_TEMP;
@@ -280,22 +292,56 @@ static void scan_byte(struct sqlscan *sc, unsigned char c)
 	sc->prev = c;
 }
 
+static void keep(struct sqlscan *sc, char c)
+{
+	if (sc->headlen < sizeof(sc->head))
+		sc->head[sc->headlen++] = c;
+	else
+		sc->truncated = true;
+}
+
 void sqlscan_feed(struct sqlscan *sc, const char *p, size_t n)
 {
 	for (size_t i = 0; i < n; i++) {
 		unsigned char c = (unsigned char)p[i];
 		bool was_in = sc->in_stmt;
+		int before = sc->mode;
+		bool word_before = sc->wordlen || sc->word_long;
 		scan_byte(sc, c);
 		if (!sc->in_stmt || (!was_in && is_space(c)))
 			continue; /* between statements: nothing to keep */
-		if (sc->headlen < sizeof(sc->head)) {
-			sc->head[sc->headlen++] = (char)c;
-			if (sc->mode == M_NORMAL && !sc->wordlen && !sc->word_long && !sc->word_e &&
-			    c != '-' && c != '/')
-				sc->safelen = sc->headlen;
-		} else {
-			sc->truncated = true;
+		/* the head keeps tokens: a comment, or a run of blanks, outside
+		 * quotes becomes one space, so no amount of either can push a
+		 * statement's keywords out of it */
+		if (before == M_NORMAL && (sc->mode == M_LINE || sc->mode == M_BLOCK)) {
+			if (sc->headlen && sc->head[sc->headlen - 1] == (char)sc->prev_kept)
+				sc->headlen--; /* the '-' or '/' that opened it */
+			if (sc->headlen && sc->head[sc->headlen - 1] != ' ')
+				keep(sc, ' ');
+			sc->first_done |= sc->headlen > 0;
+			continue;
 		}
+		if (before == M_LINE || before == M_BLOCK)
+			continue;
+		if (before == M_NORMAL && is_space(c)) {
+			if (sc->headlen && sc->head[sc->headlen - 1] != ' ')
+				keep(sc, ' ');
+		} else {
+			if (before == M_NORMAL && sc->mode != M_NORMAL) {
+				sc->tokens++; /* a quote starts */
+				sc->first_done = true;
+			} else if (before == M_NORMAL && !word_before && (sc->wordlen || sc->word_long)) {
+				sc->tokens++; /* a word starts */
+			} else if (before == M_NORMAL && !sc->wordlen && !sc->word_long && c != '-' &&
+				   c != '/') {
+				sc->first_done = true; /* punctuation first: no first word */
+			}
+			keep(sc, (char)c);
+		}
+		sc->prev_kept = c;
+		if (!sc->truncated && sc->mode == M_NORMAL && !sc->wordlen && !sc->word_long &&
+		    !sc->word_e && c != '-' && c != '/')
+			sc->safelen = sc->headlen;
 	}
 }
 

@@ -30,9 +30,12 @@ enum sqlscan_flag {
 };
 
 struct sqlscan_stmt {
-	const char *head; /* borrowed until the callback returns: its first bytes */
+	const char *head; /* borrowed until the callback returns: its first bytes, with
+			   * comments and runs of blanks outside quotes made one space */
 	size_t len;       /* bytes of head, ending at a token boundary */
 	bool truncated;   /* the statement goes on past head */
+	unsigned tokens;  /* words and quoted strings in head */
+	const char *first;/* its first word, lower-cased ("" if it starts otherwise) */
 	unsigned flags;   /* enum sqlscan_flag seen anywhere in it */
 };
 
@@ -70,6 +73,10 @@ struct sqlscan {
 	size_t headlen;
 	size_t safelen;           /* headlen at the last token boundary */
 	bool truncated;
+	unsigned tokens;          /* words and quoted strings kept in head */
+	unsigned char prev_kept;  /* the last byte offered to head */
+	char first[16];           /* the statement's first word, if it starts with one */
+	bool first_done;          /* the first token has been read */
 };
 
 void sqlscan_init(struct sqlscan *sc, sqlscan_fn fn, void *arg);

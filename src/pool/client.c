@@ -810,10 +810,14 @@ void client_forward(struct client *c)
 			bad_message_type(c, hdr[0]);
 			return;
 		}
-		if (h.type != 'd' && h.type != 'F' && !(txn_mode && frontend_wants(h.type))) {
+		bool small = h.type == 'E' || h.type == 'S' || h.type == 'H' || h.type == 'c' ||
+			     h.type == 'f' || h.type == 'C' || h.type == 'D';
+		if (small && !(txn_mode && frontend_wants(h.type))) {
 			/* small control messages are checked whole before they go out
-			 * (frontend_message checks its own): a malformed one costs the
-			 * client, never the server */
+			 * (frontend_message checks its own; in session mode a Query,
+			 * Parse or Bind streams as it is, and the backend checks it, as
+			 * on a direct connection): a malformed one costs the client,
+			 * never the server */
 			if (avail < total)
 				break;
 			const uint8_t *m = evbuffer_pullup(in, (ssize_t)total);
@@ -838,10 +842,12 @@ void client_forward(struct client *c)
 				     (unsigned)(unsigned char)h.type);
 			return;
 		}
-		if (copy_msg && !s->server_in_copy) {
-			/* copy data after the backend left copy mode (it failed): the
-			 * backend would ignore it, so it never goes out, and nothing is
-			 * left in flight when the copy ends */
+		if (copy_msg && !s->server_in_copy && (s->copy_open || s->reqs.count == 0)) {
+			/* copy data after the backend left copy mode (it failed), or
+			 * with nothing outstanding: the backend would ignore it, so it
+			 * never goes out, and nothing is left in flight when the copy
+			 * ends. (Copy data pipelined behind a request that may start a
+			 * COPY goes on: the backend takes it, or ignores it.) */
 			if (h.type != 'd' && avail < total)
 				break; /* CopyDone/CopyFail are acted on whole */
 			size_t n = avail < total ? avail : total;
@@ -872,6 +878,8 @@ void client_forward(struct client *c)
 			}
 			continue;
 		}
+		if (h.type == 'F' || (!txn_mode && (h.type == 'Q' || h.type == 'B')))
+			relink_ran(c, false); /* runs something pgmux did not look at */
 		if (txn_mode)
 			frontend_capture(s, h.type, in, total);
 		size_t n = avail < total ? avail : total;

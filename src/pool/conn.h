@@ -166,6 +166,8 @@ struct client {
 	size_t relink_skip;          /* next bytes consumed are a replay of kept ones */
 	bool relink_active;          /* the link has sent nothing to the client yet */
 	bool relink_ok;              /* everything consumed on the link is kept */
+	bool relink_begin_only;      /* every statement the link ran starts a transaction block
+				      * (BEGIN): a backend killed under it undid all of it */
 	unsigned relink_tries;       /* dead servers skipped for the current message */
 	unsigned pins_at_link;       /* pins when the link began */
 	struct event *timer;         /* owned: login timeout / borrow timeout */
@@ -225,6 +227,9 @@ struct server {
 	bool server_in_copy;         /* the backend is in copy-in mode (CopyInResponse seen, no
 				      * CommandComplete or ErrorResponse yet) */
 	uint64_t copy_start_seq;     /* sync points after this seq and before CopyDone get no Z */
+	unsigned copy_done_early;    /* CopyDone/CopyFail sent behind a request, before any copy
+				      * began: the copy it starts is over when it begins */
+	uint64_t copy_done_seq;      /* the client message number of the last of them */
 	bool ext_open;               /* extended-protocol messages sent since the last Sync */
 	uint64_t seq;                /* client messages forwarded on this link */
 	struct reqq reqs;            /* outstanding requests */

@@ -371,6 +371,7 @@ static int on_query(struct client *c, struct server *s, uint64_t seq, const uint
 	int rc = inspect(c, s, sql, len, seq, true, &fx);
 	if (rc < 0)
 		return -1;
+	relink_ran(c, fx.nstmts > 0 && fx.kinds == 1u << SQL_BEGIN);
 	if (rc == 1) {
 		/* refused: a Sync stands in for the Query's ReadyForQuery */
 		static const uint8_t sync[] = {'S', 0, 0, 0, 4};
@@ -420,6 +421,7 @@ static int parse_deallocate(struct client *c, struct server *s, uint64_t seq, co
 		return -1;
 	if (!name[0]) {
 		c->unnamed_len = 0; /* not re-creatable: it names a statement of this server */
+		c->unnamed_deny = 0;
 		s->unnamed_owner = c->id;
 		s->unnamed_gen = ++c->unnamed_gen;
 	}
@@ -579,6 +581,10 @@ static int on_bind(struct client *c, struct server *s, uint64_t seq, const uint8
 	const char *sname = map_statement(c, s, seq, stmt, &ss, &rc);
 	if (!sname)
 		return rc < 0 ? -1 : 3; /* 3: skip the whole client message */
+	/* what runs at its Execute: only a BEGIN keeps the link movable */
+	unsigned runs = ss ? __atomic_load_n(&ss->ps->state_kinds, __ATOMIC_RELAXED)
+			   : !stmt[0] ? c->unnamed_kinds : 0;
+	relink_ran(c, runs == 1u << SQL_BEGIN);
 	/* a statement that changes the session does so when it runs */
 	if (ss && ss->ps->body && run_effects(c, s, seq, (const char *)ss->ps->body,
 			      __atomic_load_n(&ss->ps->state_kinds, __ATOMIC_RELAXED)) < 0)
@@ -814,6 +820,7 @@ size_t frontend_large_chunk(struct client *c, struct server *s, struct evbuffer 
 static int on_large_query(struct client *c, struct server *s, uint64_t seq, const uint8_t *msg,
 			  size_t have)
 {
+	relink_ran(c, false);
 	c->unnamed_len = 0;
 	c->unnamed_deny = 0;
 	s->unnamed_owner = s->ext_failed ? UNNAMED_UNKNOWN : 0;
@@ -884,7 +891,7 @@ static int on_large_parse(struct client *c, struct server *s, uint64_t seq, cons
 
 static void capture_msg(struct server *s, char type, const void *msg, size_t total)
 {
-	bool seg_start = s->reqs.count == 0 && !s->ext_open;
+	bool seg_start = !s->ext_open && req_only_own_closes(s);
 	if (seg_start) {
 		s->capture_state = CAP_OFF;
 		if (s->capture)
@@ -916,7 +923,7 @@ static void capture_msg(struct server *s, char type, const void *msg, size_t tot
 
 void frontend_capture(struct server *s, char type, struct evbuffer *in, size_t total)
 {
-	bool seg_start = s->reqs.count == 0 && !s->ext_open;
+	bool seg_start = !s->ext_open && req_only_own_closes(s);
 	if (!seg_start && s->capture_state == CAP_OFF)
 		return; /* the common case: nothing to copy */
 	const void *msg = NULL;

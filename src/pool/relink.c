@@ -20,6 +20,7 @@ void relink_begin(struct client *c)
 {
 	c->relink_active = true;
 	c->relink_ok = true;
+	c->relink_begin_only = true;
 	c->relink_len = 0;
 	c->relink_skip = 0;
 	c->pins_at_link = c->pins;
@@ -85,12 +86,21 @@ void relink_free(struct client *c)
 	c->relink_len = c->relink_cap = 0;
 }
 
-/* A FATAL that a backend sends only when it stops before reading the next
- * message: pg_terminate_backend or a fast shutdown while idle (57P01; a
- * backend killed while running a query rolls it back, so that too ran
- * nothing durable), idle_session_timeout (57P05). 57P02 (crash of another
- * backend) can come at any moment, even after a commit: not one of them. */
-static bool fatal_before_reading(const char *sqlstate)
+void relink_ran(struct client *c, bool begin_only)
+{
+	if (!begin_only) {
+		/* nothing of this link can move any more: stop keeping its bytes */
+		c->relink_begin_only = false;
+		c->relink_ok = false;
+	}
+}
+
+/* A FATAL that ends the backend with its open transaction rolled back:
+ * pg_terminate_backend or a fast shutdown (57P01), idle_session_timeout
+ * (57P05). 57P02 (crash of another backend) can come at any moment, even
+ * after a commit: not one of them. Whether anything the link sent ran to
+ * completion is a separate question (relink_begin_only). */
+static bool fatal_rolls_back(const char *sqlstate)
 {
 	return sqlstate && (strcmp(sqlstate, "57P01") == 0 || strcmp(sqlstate, "57P05") == 0);
 }
@@ -102,7 +112,12 @@ bool relink_try(struct server *s, const char *fatal_sqlstate, const char *why)
 		return false;
 	/* while the client's settings are applied, none of its bytes went out */
 	bool syncing = s->state == SV_INTERNAL && (s->after == AFTER_LINK || s->after == AFTER_SYNC);
-	bool unread = s->state == SV_ACTIVE && fatal_before_reading(fatal_sqlstate);
+	/* killed with only BEGIN run (or nothing at all): the backend rolled
+	 * the block back, nothing of it is durable. A statement that may have
+	 * done anything else (committed inside a procedure, touched a sequence,
+	 * run for minutes until an administrator stopped it) is not replayed. */
+	bool unread = s->state == SV_ACTIVE && fatal_rolls_back(fatal_sqlstate) &&
+		      c->relink_begin_only;
 	if (!syncing && !unread)
 		return false;
 	if (!c->relink_active || !c->relink_ok || c->stream_left || s->stream_left ||

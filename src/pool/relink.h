@@ -6,13 +6,15 @@
  *
  * While a link has sent nothing to its client, the client's bytes consumed
  * on it are kept (up to RELINK_LOG_MAX). If the server then dies in a way
- * that proves it ran none of them — a FATAL 57P01 (admin shutdown) or
- * 57P05 (idle session timeout) as its first reply, or any loss while pgmux
- * was still applying the client's settings — everything the link noted is
- * undone, the bytes go back to the client's input, and the client takes
- * another server. Any other loss (an EOF after the query may have run) is
- * reported to the client as before: nothing is ever silently retried that
- * may have committed. Client's worker thread. */
+ * that proves nothing durable happened — any loss while pgmux was still
+ * applying the client's settings, or a FATAL 57P01 (admin shutdown) or 57P05
+ * (idle session timeout) as its first reply when the only statements the
+ * link ran start a transaction block (BEGIN: the backend rolls the block
+ * back) — everything the link noted is undone, the bytes go back to the
+ * client's input, and the client takes another server. Any other loss is
+ * reported to the client as before: a statement that may have committed,
+ * or had any other effect, is never silently run again. Client's worker
+ * thread. */
 #pragma once
 
 #include <stdbool.h>
@@ -29,6 +31,9 @@ struct evbuffer;
 void relink_begin(struct client *c);
 /* C's link is about to consume the first N bytes of its input IN. */
 void relink_log(struct client *c, struct evbuffer *in, size_t n);
+/* C's link sends a message that runs statements; BEGIN_ONLY: they only
+ * start a transaction block. */
+void relink_ran(struct client *c, bool begin_only);
 /* The next N bytes C's link consumes are a copy of bytes already kept
  * (the 0A000 retry feeds a captured segment back). */
 void relink_skip(struct client *c, size_t n);

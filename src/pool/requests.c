@@ -9,6 +9,7 @@
 
 #include <event2/buffer.h>
 #include <event2/bufferevent.h>
+#include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -198,11 +199,16 @@ void req_emit_fakes(struct server *s)
 
 void req_drop_copy_syncs(struct server *s, uint64_t after_seq)
 {
+	req_drop_copy_syncs_upto(s, after_seq, UINT64_MAX);
+}
+
+void req_drop_copy_syncs_upto(struct server *s, uint64_t after_seq, uint64_t upto_seq)
+{
 	struct reqq *q = &s->reqs;
 	uint32_t keep = 0;
 	for (uint32_t i = 0; i < q->count; i++) {
 		struct req *r = &q->v[(q->head + i) % q->cap];
-		if (r->type == 'S' && r->seq > after_seq) {
+		if (r->type == 'S' && r->seq > after_seq && r->seq <= upto_seq) {
 			release_holds(r);
 			continue;
 		}
@@ -219,6 +225,17 @@ void req_clear(struct server *s)
 		req_pop(s);
 	free(q->v);
 	memset(q, 0, sizeof(*q));
+}
+
+bool req_only_own_closes(struct server *s)
+{
+	struct reqq *q = &s->reqs;
+	for (uint32_t i = 0; i < q->count; i++) {
+		const struct req *r = &q->v[(q->head + i) % q->cap];
+		if (r->type != 'C' || r->action != REQ_SKIP)
+			return false;
+	}
+	return true;
 }
 
 int req_reply(struct server *s, char type)

@@ -32,6 +32,9 @@ void req_emit_fakes(struct server *s);
 /* Drop the Syncs queued after the head while the backend was in copy-in mode
  * (it ignores them). */
 void req_drop_copy_syncs(struct server *s, uint64_t after_seq);
+/* The same for the Syncs up to client message UPTO_SEQ only (a CopyDone
+ * that the client sent before the copy had begun ends it there). */
+void req_drop_copy_syncs_upto(struct server *s, uint64_t after_seq, uint64_t upto_seq);
 /* Undo and remove the Nth request (0 = head): the backend consumes it
  * without an answer (a message it got during copy-in). */
 void req_remove(struct server *s, uint32_t n);
@@ -41,6 +44,10 @@ void req_remove(struct server *s, uint32_t n);
 void req_undo_all(struct server *s);
 /* Forget every request (server closing), releasing what they hold. */
 void req_clear(struct server *s);
+
+/* True if nothing is queued but Closes of pgmux's own (of orphaned or stale
+ * copies): for the client, a segment starts with its next message. */
+bool req_only_own_closes(struct server *s);
 
 /* A reply of TYPE (not ReadyForQuery, ErrorResponse, CommandComplete: the
  * caller handles those) arrived: pop what it answers. Returns 1 if it goes to

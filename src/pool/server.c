@@ -202,6 +202,11 @@ void server_detach(struct server *s)
 	bufferevent_free(s->bev);
 	s->bev = NULL;
 	s->worker = NULL;
+	if (s->drain_timer) {
+		/* made on this worker's base: the next owner makes its own */
+		event_free(s->drain_timer);
+		s->drain_timer = NULL;
+	}
 }
 
 int server_attach(struct server *s, struct worker *w)
@@ -295,6 +300,7 @@ void server_link(struct server *s, struct client *c)
 	s->ext_failed = false;
 	s->copy_open = false;
 	s->server_in_copy = false;
+	s->copy_done_early = 0;
 	s->retry_armed = false;
 	s->retried = false;
 	s->capture_state = 0;
@@ -502,6 +508,16 @@ void server_client_gone(struct server *s)
 	}
 	if (s->state == SV_INTERNAL) {
 		unlink_client(s); /* the internal query finishes, then the server is released */
+		if (s->after == AFTER_LINK || s->after == AFTER_SYNC) {
+			/* session_build_sync recorded the client's settings as applied;
+			 * the rest of the sync will not run now: trust none of it */
+			kvlist_clear(&s->applied);
+			kvlist_clear(&s->applied_sets);
+			s->dirty_params = true;
+			s->last_client_id = 0;
+			free(s->pending_sync);
+			s->pending_sync = NULL;
+		}
 		s->after = AFTER_RELEASE;
 		return;
 	}
@@ -522,7 +538,7 @@ void server_client_gone(struct server *s)
 	bool pinned = s->client && s->client->pins;
 	bool loaded = s->client && (s->client->pins & (1u << PIN_LOAD));
 	/* half a client message went out: nothing can complete it safely */
-	bool half_sent = s->client && s->client->stream_left > 0;
+	bool half_sent = s->client && s->client->stream_left > 0 && !s->client->discard_stream;
 	bool session = pool_config()->pool_mode == POOL_MODE_SESSION;
 	unlink_client(s);
 	if (loaded || half_sent) {
@@ -570,6 +586,10 @@ void server_note_client_msg(struct server *s, char type)
 			/* after an Execute-started copy the backend waits for a Sync */
 			if (s->copy_extended)
 				s->ext_open = true;
+		} else if (!s->server_in_copy && s->reqs.count) {
+			/* pipelined behind a COPY whose CopyInResponse has not come */
+			s->copy_done_early++;
+			s->copy_done_seq = s->seq;
 		}
 		break;
 	default:
@@ -654,11 +674,14 @@ static int stale_copy_error(const uint8_t *body, size_t blen)
 }
 
 /* The backend just entered copy-in. Messages the client had already sent
- * behind the COPY reach it during copy-in: it ignores Syncs and Flushes, and
- * takes the first other message as a protocol violation (ERROR, copy over)
- * without answering it. That request will get no reply of its own: take it
- * off the queue, and close the client as PostgreSQL would have refused it
- * (08P01); the server drains and goes back to the pool. Returns -1 if S
+ * behind the COPY (not copy data: that it takes) reach it during copy-in:
+ * it ignores Syncs and Flushes, and any other message ends the connection
+ * (PostgreSQL 15: FATAL, "protocol synchronization was lost"), with no
+ * reply of its own. Take that request off the queue, so that the queue
+ * stays true to what the backend answers, and close the client with 08P01
+ * as PostgreSQL does; the server goes when its FATAL comes. (Such a message
+ * read while the backend is known to be in copy-in is refused before it
+ * goes out, in client_forward, and the server is kept.) Returns -1 if S
  * stopped being usable. */
 static int copy_pipeline_check(struct server *s)
 {
@@ -758,8 +781,12 @@ static int handle_active_msg(struct server *s, const struct proto_msg *m)
 		s->block_failed = true;
 		if (r && r->type != 'Q' && r->type != 'F' && r->type != 'S') {
 			/* an extended-protocol request failed: the backend skips to Sync */
-			int stale = (r->type == 'B' || r->type == 'D') && r->ss ? stale_copy_error(body, blen)
-									   : 0;
+			/* (a private copy is the only one there is: its error is the
+			 * client's own, as on a direct connection) */
+			int stale = (r->type == 'B' || r->type == 'D') && r->ss &&
+					    !r->ss->ps->private_copy
+				    ? stale_copy_error(body, blen)
+				    : 0;
 			if (stale)
 				swallow = frontend_stale_plan(s, r, stale == 2);
 			req_error(s);
@@ -817,6 +844,16 @@ static int handle_active_msg(struct server *s, const struct proto_msg *m)
 		s->copy_start_seq = head ? head->seq : 0;
 		if (forward_msg(s, m) < 0)
 			return -1;
+		if (s->copy_done_early) {
+			/* the client sent its data and CopyDone without waiting for
+			 * this: the copy is over on its side already */
+			s->copy_done_early--;
+			req_drop_copy_syncs_upto(s, s->copy_start_seq, s->copy_done_seq);
+			s->copy_open = false;
+			if (s->copy_extended)
+				s->ext_open = true;
+			return 0;
+		}
 		if (s->draining) {
 			/* a COPY the departed client had sent starts only now */
 			if (drain_complete_protocol(s) < 0) {

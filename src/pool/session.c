@@ -284,6 +284,23 @@ struct session_stream {
 	struct session_effects fx;                   /* what the statements seen so far do */
 };
 
+/* Statements whose kind sqllex settles only from tokens after the first
+ * (CREATE ... TEMP, DECLARE ... WITH HOLD, SET name...): a head cut short
+ * inside a huge quoted name or string may not hold them. */
+static bool head_may_hide_kind(const struct sqlscan_stmt *st)
+{
+	static const char *const words[] = {"set",      "reset",     "discard", "deallocate",
+					    "prepare",  "listen",    "unlisten", "create",
+					    "declare",  "load",      "savepoint", "rollback",
+					    "release",  "abort",     "end",     "commit"};
+	if (!st->truncated || st->tokens >= 16)
+		return false; /* 16 tokens in the head: the kind is settled */
+	for (size_t i = 0; i < sizeof(words) / sizeof(words[0]); i++)
+		if (strcmp(st->first, words[i]) == 0)
+			return true;
+	return false;
+}
+
 static void stream_stmt(void *arg, const struct sqlscan_stmt *st)
 {
 	struct session_stream *ss = arg;
@@ -310,6 +327,8 @@ static void stream_stmt(void *arg, const struct sqlscan_stmt *st)
 	} else if (st->truncated) {
 		fx->pins |= BIT(PIN_UNTRACKED); /* cannot happen: heads end at a token boundary */
 	}
+	if (head_may_hide_kind(st))
+		fx->pins |= BIT(PIN_UNTRACKED);
 	if (st->flags & SQLSCAN_ADV_LOCK)
 		kinds |= BIT(SQL_ADVISORY_LOCK);
 	if (st->flags & SQLSCAN_SET_CONFIG)
