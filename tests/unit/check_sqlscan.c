@@ -205,6 +205,54 @@ START_TEST(test_long_statement)
 }
 END_TEST
 
+/* Comments and blanks do not count against the head: a 1 MB comment before a
+ * SET leaves the SET in the head (found in review). */
+START_TEST(test_head_keeps_tokens)
+{
+	static struct got g;
+	size_t pad = 1024 * 1024;
+	char *sql = malloc(pad + 200);
+	ck_assert_ptr_nonnull(sql);
+	for (int kind = 0; kind < 3; kind++) {
+		size_t len = 0;
+		if (kind == 0) {
+			len += (size_t)sprintf(sql, "/* ");
+			memset(sql + len, 'c', pad);
+			len += pad;
+			len += (size_t)sprintf(sql + len, " */ SET search_path TO leaked");
+		} else if (kind == 1) {
+			len += (size_t)sprintf(sql, "-- ");
+			memset(sql + len, 'c', pad);
+			len += pad;
+			len += (size_t)sprintf(sql + len, "\nCREATE TEMP TABLE t (a int)");
+		} else {
+			len += (size_t)sprintf(sql, "CREATE");
+			memset(sql + len, ' ', pad);
+			len += pad;
+			len += (size_t)sprintf(sql + len, "TEMP TABLE t (a int)");
+		}
+		for (unsigned cut = 0; cut < 3; cut++) {
+			ck_assert_int_eq(scan(sql, len, cut, &g), 0);
+			ck_assert_int_eq(g.n, 1);
+			ck_assert(!g.truncated[0]);
+			ck_assert_str_eq(g.head[0], kind == 0 ? " SET search_path TO leaked" + 1
+						      : kind == 1 ? "CREATE TEMP TABLE t (a int)"
+								  : "CREATE TEMP TABLE t (a int)");
+		}
+	}
+	free(sql);
+	/* a head cut inside a huge quoted name: few tokens, the first word known */
+	char *big = malloc(8000);
+	size_t n = (size_t)sprintf(big, "DECLARE \"");
+	memset(big + n, 'n', 6000);
+	n += 6000;
+	n += (size_t)sprintf(big + n, "\" CURSOR WITH HOLD FOR SELECT 1");
+	ck_assert_int_eq(scan(big, n, 0, &g), 0);
+	ck_assert(g.truncated[0]);
+	free(big);
+}
+END_TEST
+
 START_TEST(test_unterminated)
 {
 	static struct got g;
@@ -282,6 +330,7 @@ static Suite *sqlscan_suite(void)
 	tcase_add_loop_test(tc, test_heads_classify_like_sqllex, 0, (int)N_ELEMS(samples));
 	tcase_add_test(tc, test_flags);
 	tcase_add_test(tc, test_long_statement);
+	tcase_add_test(tc, test_head_keeps_tokens);
 	tcase_add_test(tc, test_unterminated);
 	tcase_add_test(tc, test_long_dollar_tag);
 	tcase_add_test(tc, test_garbage_is_safe);
