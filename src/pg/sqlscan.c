@@ -76,8 +76,8 @@ static void reset_stmt(struct sqlscan *sc)
 
 static void emit(struct sqlscan *sc)
 {
-	if (!sc->in_stmt)
-		return;
+	if (!sc->in_stmt || sc->headlen == 0)
+		return; /* only comments: no statement (sqllex skips it too) */
 	struct sqlscan_stmt st = {
 		.head = sc->head,
 		.len = sc->truncated ? sc->safelen : sc->headlen,

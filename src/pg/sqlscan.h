@@ -39,7 +39,8 @@ struct sqlscan_stmt {
 	unsigned flags;   /* enum sqlscan_flag seen anywhere in it */
 };
 
-/* Called once per non-empty statement, when its end is seen. */
+/* Called once per non-empty statement (one with a token, not only
+ * comments), when its end is seen. */
 typedef void (*sqlscan_fn)(void *arg, const struct sqlscan_stmt *st);
 
 struct sqlscan {
