@@ -377,7 +377,8 @@ static void start_auth(struct client *c)
 {
 	const struct config *cfg = pool_config();
 	struct login *l = c->login;
-	const struct auth_secret *sec = pool_secret(c->pool);
+	/* no pool: a user the auth_file does not know */
+	const struct auth_secret *sec = c->pool ? pool_secret(c->pool) : NULL;
 	struct evbuffer *out = bufferevent_get_output(c->bev);
 	l->known = sec != NULL;
 	if (cfg->auth_type == AUTH_TRUST) {
@@ -506,10 +507,17 @@ static void handle_startup(struct client *c, const uint8_t *data, size_t len)
 			     c->sp.database);
 		return;
 	}
-	c->pool = pool_get(db, c->sp.user);
-	if (!c->pool) {
-		client_close(c, "53200", "out_of_memory", "pgmux: out of memory");
-		return;
+	/* a pool is made for a user the auth_file knows, or for anyone under
+	 * trust without one: a stream of made-up user names must not make
+	 * pools (they are never freed), so an unknown user authenticates
+	 * against nothing and fails */
+	const struct authfile *af = pool_authfile();
+	if (!af || authfile_lookup(af, c->sp.user)) {
+		c->pool = pool_get(db, c->sp.user);
+		if (!c->pool) {
+			client_close(c, "53200", "out_of_memory", "pgmux: out of memory");
+			return;
+		}
 	}
 	start_auth(c);
 }
@@ -555,7 +563,7 @@ static void handle_password(struct client *c, const uint8_t *body, size_t len)
 		client_close(c, "08P01", "bad_sasl", "malformed SCRAM client-final-message");
 		return;
 	}
-	if (rc < 0 || !l->known) {
+	if (rc < 0 || !l->known || !c->pool) {
 		free(reply);
 		auth_failed(c);
 		return;

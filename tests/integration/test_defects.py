@@ -551,3 +551,38 @@ def test_copy_sent_by_departed_client_is_ended(pg, pgmux):
         assert again.execute("SELECT pg_backend_pid()").fetchone()[0] == pid
     assert time.monotonic() - t0 < 2
     pg.sql("DROP TABLE copy_departed", dbname=DB)
+
+
+@pytest.mark.timeout(120)
+def test_unknown_users_make_no_pools(pgmux):
+    """Logins as 3,000 made-up user names (each fails) do not make a pool each:
+    pools are never freed, so they used to cost about 0.5 kB apiece for good
+    (found with the fuzzing rig). The unknown user still gets the same SCRAM
+    challenge and 28P01 as before."""
+    if harness.pgmux_sanitizer():
+        pytest.skip("RSS means nothing under a sanitizer's allocator")
+    mux = pgmux(log_level="info")
+    mux.assert_serves()
+    c, _ = mux.wire_login()
+    c.close()
+
+    def burst(n, tag):
+        for i in range(n):
+            s = socket.create_connection(("127.0.0.1", mux.port), timeout=5)
+            s.sendall(pgwire.startup_packet({"user": "nobody_%s_%d" % (tag, i),
+                                             "database": DB}))
+            hdr = s.recv(1)
+            assert hdr == b"R"  # the SCRAM challenge, as for a known user
+            s.close()
+
+    burst(300, "warm")
+    time.sleep(1.5)
+    base = mux.rss_kib()
+    burst(3000, "burst")
+    time.sleep(1.5)
+    growth = mux.rss_kib() - base
+    record_figures("unknown_users", None, logins=3000, rss_growth_kib=growth)
+    assert growth < 512, "3,000 unknown-user logins grew pgmux by %d KiB" % growth
+    with pytest.raises(pgwire.PgError) as ei:
+        mux.wire_login(user="nobody_at_all", password="x")
+    assert ei.value.sqlstate == "28P01"
