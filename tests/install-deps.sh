@@ -13,6 +13,8 @@ set -euo pipefail
 # Everything the build (configure.ac), `make check`, the integration tests,
 # tests/demo.sh and tests/bench/bench.sh use:
 #   build: build-essential autoconf automake libtool pkg-config + the -dev libs
+#   sanitizer and fuzz builds: clang libclang-rt-14-dev (libFuzzer, ASan/UBSan
+#     runtimes for clang; gcc's come with build-essential)
 #   unit tests: check
 #   servers and clients: postgresql-15 (initdb, pg_ctl, postgres, pgbench),
 #     postgresql-client-15 (psql, pg_isready), pgbouncer
@@ -23,6 +25,7 @@ set -euo pipefail
 #     coreutils (timeout), passwd (useradd), findutils
 PACKAGES=(
 	build-essential autoconf automake libtool pkg-config
+	clang libclang-rt-14-dev
 	libevent-dev libssl-dev libpq-dev libinih-dev libjansson-dev
 	check
 	postgresql-15 postgresql-client-15 pgbouncer
