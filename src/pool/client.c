@@ -1019,6 +1019,7 @@ void client_cancel_local(struct client *c)
 				return;
 			event_del(c->timer);
 			evbuffer_drain(in, off);
+			log_info("cancel_local", "db=%s user=%s addr=%s", cdb(c), cuser(c), c->addr);
 			struct evbuffer *out = bufferevent_get_output(c->bev);
 			(void)proto_write_error(out, "ERROR", "57014", "canceling statement due to user request");
 			(void)proto_write_ready(out, 'I');

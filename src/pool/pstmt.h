@@ -45,6 +45,12 @@ struct pstmt {
 	size_t len;
 	int refs;              /* [intern lock] */
 	unsigned gen;          /* atomic: bumped when a server reports the plan stale (0A000) */
+	/* state_kinds and ddl are stored by every worker that parses the query
+	 * and read by any: a race by design, and benign, because both are a pure
+	 * function of body (sqllex of the same text), so every store writes the
+	 * value already there or the first one; relaxed atomics make the accesses
+	 * defined without ordering anything (TSan is then silent, not
+	 * suppressed). */
 	unsigned state_kinds;  /* atomic: sqllex kinds of the query (its session effects run at
 				* each Bind) */
 	bool ddl;              /* atomic: the query changes the catalog (epoch bump at Bind) */

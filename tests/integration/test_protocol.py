@@ -341,8 +341,18 @@ def test_cancel_pg_sleep_takes_effect_quickly(mux):
             assert out.get("result") == "canceled", out
             assert out["t"] - t_cancel < 1.0, "cancel took %.2fs" % (out["t"] - t_cancel)
             assert c.execute("SELECT 1").fetchone()[0] == 1
-    mux.wait_for_log(r"event=cancel_forwarded\b", since=mark)
-    assert len(mux.log_lines(r"event=cancel_forwarded\b", since=mark)) >= 6
+    # each cancel went to the backend, or, when it came while the client
+    # waited for a server (the last one is not reused until its cancel
+    # connection closes, and a slow build may still be logging in a new
+    # one), was answered by pgmux itself; another worker may log it late
+    deadline = time.monotonic() + 5
+    while True:
+        n = len(mux.log_lines(r"event=cancel_(forwarded|local)\b", since=mark))
+        if n >= 6 or time.monotonic() > deadline:
+            break
+        time.sleep(0.05)
+    assert n == 6, mux.log_lines(r"event=cancel_", since=mark)
+    assert mux.log_lines(r"event=cancel_forwarded\b", since=mark)
 
 
 @pytest.mark.threads
