@@ -6,6 +6,7 @@
 #include "core/config.h"
 #include "core/log.h"
 #include "net/listener.h"
+#include "net/tls.h"
 #include "net/worker.h"
 #include "pool/client.h"
 #include "pool/pool.h"
@@ -66,6 +67,11 @@ static int load_all(const char *path)
 		if (!m.af)
 			return -1;
 	}
+	char err[512];
+	SSL_CTX *ctx = tls_accept_ctx_new(m.cfg, err, sizeof(err));
+	if (!ctx && err[0])
+		print_error(&errors, m.cfg->path, 0, err);
+	tls_accept_ctx_install(ctx);
 	return errors ? -1 : 0;
 }
 

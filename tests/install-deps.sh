@@ -22,7 +22,8 @@ set -euo pipefail
 #     nodejs npm (node-postgres, installed from the npm registry by
 #     `npm ci` in tests/integration/node: see install_node_modules below)
 #   scripts: procps (pgrep, ps), iproute2 (ss), util-linux (runuser, setpriv),
-#     coreutils (timeout), passwd (useradd), findutils
+#     coreutils (timeout), passwd (useradd), findutils, openssl (the TLS tests
+#     make their certificates with it)
 PACKAGES=(
 	build-essential autoconf automake libtool pkg-config
 	clang libclang-rt-14-dev
@@ -30,7 +31,7 @@ PACKAGES=(
 	check
 	postgresql-15 postgresql-client-15 pgbouncer
 	python3-pytest python3-psycopg python3-asyncpg
-	procps iproute2 util-linux coreutils passwd findutils
+	procps iproute2 util-linux coreutils passwd findutils openssl
 )
 # Debian's nodejs and npm, unless a node and an npm are already installed:
 # a NodeSource nodejs package bundles npm and conflicts with Debian's npm

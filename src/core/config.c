@@ -44,14 +44,20 @@ static const char *const pool_mode_names[] = { "transaction", "session", NULL };
 static const char *const auth_type_names[] = { "scram-sha-256", "md5", "trust", NULL };
 static const char *const log_level_names[] = { "error", "warn", "info", "debug", NULL };
 static const char *const session_pinning_names[] = { "allow", "deny", NULL };
+static const char *const tls_sslmode_names[] = { "disable", "allow", "prefer", "require",
+						 "verify-ca", "verify-full", NULL };
 
 _Static_assert(POOL_MODE_TRANSACTION == 0 && POOL_MODE_SESSION == 1, "pool_mode_names");
 _Static_assert(AUTH_SCRAM_SHA_256 == 0 && AUTH_MD5 == 1 && AUTH_TRUST == 2, "auth_type_names");
 _Static_assert(LOG_ERROR == 0 && LOG_WARN == 1 && LOG_INFO == 2 && LOG_DEBUG == 3,
 	       "log_level_names");
 _Static_assert(PINNING_ALLOW == 0 && PINNING_DENY == 1, "session_pinning_names");
+_Static_assert(TLS_DISABLE == 0 && TLS_ALLOW == 1 && TLS_PREFER == 2 && TLS_REQUIRE == 3 &&
+		       TLS_VERIFY_CA == 4 && TLS_VERIFY_FULL == 5,
+	       "tls_sslmode_names");
 _Static_assert(sizeof(enum pool_mode) == sizeof(int) && sizeof(enum auth_type) == sizeof(int) &&
-		       sizeof(enum session_pinning) == sizeof(int),
+		       sizeof(enum session_pinning) == sizeof(int) &&
+		       sizeof(enum tls_sslmode) == sizeof(int),
 	       "enum options are stored through an int pointer");
 
 enum opt_type {
@@ -146,6 +152,12 @@ static const struct opt global_opts[] = {
 	G_INT(tcp_user_timeout, 0, TIMEOUT_MAX, 0),
 	G_INT(shutdown_timeout, 0, TIMEOUT_MAX, 30),
 	G_ENUM(log_level, log_level_names, LOG_INFO),
+	G_ENUM(client_tls_sslmode, tls_sslmode_names, TLS_DISABLE),
+	G_PATH(client_tls_cert_file),
+	G_PATH(client_tls_key_file),
+	G_PATH(client_tls_ca_file),
+	G_STR(client_tls_protocols, "secure"),
+	G_STR(client_tls_ciphers, "default"),
 };
 
 /* [database.NAME] */
@@ -684,27 +696,54 @@ static void check_pool_sizes(struct parser *p)
 	}
 }
 
-/* Make auth_file absolute (relative to the config file's directory, without
- * resolving symlinks, so that a swapped symlink is followed on re-read). */
-static int resolve_auth_file(struct parser *p, int line)
+/* Make the path in *FIELD absolute (relative to the config file's
+ * directory, without resolving symlinks, so that a swapped symlink is
+ * followed on re-read). */
+static int resolve_path(struct parser *p, char **field, int line)
 {
 	struct config *cfg = p->cfg;
 	const char *slash = strrchr(cfg->path, '/');
 	size_t dirlen = (size_t)(slash - cfg->path), size;
 	char *abs;
 
-	if (cfg->auth_file[0] == '/')
+	if ((*field)[0] == '/')
 		return 0;
-	size = dirlen + 1 + strlen(cfg->auth_file) + 1;
+	size = dirlen + 1 + strlen(*field) + 1;
 	abs = malloc(size);
 	if (!abs) {
 		report(p, line, "out of memory");
 		return -1;
 	}
-	snprintf(abs, size, "%.*s/%s", (int)dirlen, cfg->path, cfg->auth_file);
-	free(cfg->auth_file);
-	cfg->auth_file = abs;
+	snprintf(abs, size, "%.*s/%s", (int)dirlen, cfg->path, *field);
+	free(*field);
+	*field = abs;
 	return 0;
+}
+
+/* Resolve the OPT_PATH key NAME and check that it names a readable regular
+ * file, reporting at its line. */
+static void check_file_key(struct parser *p, const char *name)
+{
+	const struct opt *o = find_opt(global_opts, N_GLOBAL_OPTS, name);
+	const struct seen *seen = global_seen(p, name);
+	char **field = str_field(p->cfg, o);
+	char e[ECHO_PATH_MAX + 4];
+	struct stat st;
+	int fd;
+
+	if (!*field || resolve_path(p, field, seen->line) < 0)
+		return;
+	echo(e, sizeof(e), ECHO_PATH_MAX, *field);
+	fd = open(*field, O_RDONLY | O_CLOEXEC | O_NONBLOCK);
+	if (fd < 0) {
+		report(p, seen->line, "%s %s: %s", name, e, strerror(errno));
+		return;
+	}
+	if (fstat(fd, &st) < 0)
+		report(p, seen->line, "%s %s: %s", name, e, strerror(errno));
+	else if (!S_ISREG(st.st_mode))
+		report(p, seen->line, "%s %s: not a regular file", name, e);
+	close(fd);
 }
 
 static void check_auth_file(struct parser *p)
@@ -712,9 +751,6 @@ static void check_auth_file(struct parser *p)
 	struct config *cfg = p->cfg;
 	const struct seen *type = global_seen(p, "auth_type");
 	const struct seen *file = global_seen(p, "auth_file");
-	char e[ECHO_PATH_MAX + 4];
-	struct stat st;
-	int fd;
 
 	if (!cfg->auth_file) {
 		if (cfg->auth_type != AUTH_TRUST && !type->bad && !file->bad)
@@ -722,19 +758,35 @@ static void check_auth_file(struct parser *p)
 			       config_auth_type_name(cfg->auth_type));
 		return;
 	}
-	if (resolve_auth_file(p, file->line) < 0)
-		return;
-	echo(e, sizeof(e), ECHO_PATH_MAX, cfg->auth_file);
-	fd = open(cfg->auth_file, O_RDONLY | O_CLOEXEC | O_NONBLOCK);
-	if (fd < 0) {
-		report(p, file->line, "auth_file %s: %s", e, strerror(errno));
-		return;
+	check_file_key(p, "auth_file");
+}
+
+static void check_client_tls(struct parser *p)
+{
+	struct config *cfg = p->cfg;
+	const struct seen *mode = global_seen(p, "client_tls_sslmode");
+	const struct seen *protos = global_seen(p, "client_tls_protocols");
+	int min, max;
+
+	if (config_tls_protocols(cfg->client_tls_protocols, &min, &max) < 0)
+		report(p, protos->line,
+		       "client_tls_protocols: expected secure, all, legacy or a list of tlsv1.2 "
+		       "and tlsv1.3 (pgmux speaks no TLS below 1.2)");
+	if (cfg->client_tls_sslmode != TLS_DISABLE && !mode->bad) {
+		if (!cfg->client_tls_cert_file && !global_seen(p, "client_tls_cert_file")->bad)
+			report(p, mode->line, "client_tls_cert_file is required when "
+			       "client_tls_sslmode is %s", config_tls_sslmode_name(cfg->client_tls_sslmode));
+		if (!cfg->client_tls_key_file && !global_seen(p, "client_tls_key_file")->bad)
+			report(p, mode->line, "client_tls_key_file is required when "
+			       "client_tls_sslmode is %s", config_tls_sslmode_name(cfg->client_tls_sslmode));
+		if (cfg->client_tls_sslmode >= TLS_VERIFY_CA && !cfg->client_tls_ca_file &&
+		    !global_seen(p, "client_tls_ca_file")->bad)
+			report(p, mode->line, "client_tls_ca_file is required when "
+			       "client_tls_sslmode is %s", config_tls_sslmode_name(cfg->client_tls_sslmode));
 	}
-	if (fstat(fd, &st) < 0)
-		report(p, file->line, "auth_file %s: %s", e, strerror(errno));
-	else if (!S_ISREG(st.st_mode))
-		report(p, file->line, "auth_file %s: not a regular file", e);
-	close(fd);
+	check_file_key(p, "client_tls_cert_file");
+	check_file_key(p, "client_tls_key_file");
+	check_file_key(p, "client_tls_ca_file");
 }
 
 static void resolve_workers(struct config *cfg)
@@ -753,6 +805,7 @@ static void validate(struct parser *p)
 		return;
 	check_pool_sizes(p);
 	check_auth_file(p);
+	check_client_tls(p);
 	if (p->cfg->ndbs == 0)
 		report(p, 0, "no [" DB_PREFIX "NAME] section: clients have nothing to connect to");
 	resolve_workers(p->cfg);
@@ -894,4 +947,53 @@ const char *config_session_pinning_name(enum session_pinning s)
 	return (unsigned)s < sizeof(session_pinning_names) / sizeof(session_pinning_names[0]) - 1
 		       ? session_pinning_names[s]
 		       : "unknown";
+}
+
+const char *config_tls_sslmode_name(enum tls_sslmode m)
+{
+	return (unsigned)m < sizeof(tls_sslmode_names) / sizeof(tls_sslmode_names[0]) - 1
+		       ? tls_sslmode_names[m]
+		       : "unknown";
+}
+
+/* OpenSSL's TLS1_2_VERSION and TLS1_3_VERSION, without its headers here */
+#define PROTO_TLS12 0x0303
+#define PROTO_TLS13 0x0304
+
+int config_tls_protocols(const char *value, int *min, int *max)
+{
+	if (!value)
+		return -1;
+	if (strcasecmp(value, "secure") == 0 || strcasecmp(value, "all") == 0 ||
+	    strcasecmp(value, "legacy") == 0 || strcasecmp(value, "default") == 0) {
+		*min = PROTO_TLS12;
+		*max = PROTO_TLS13;
+		return 0;
+	}
+	int lo = 0, hi = 0;
+	const char *s = value;
+	while (*s) {
+		while (*s == ',' || *s == ' ' || *s == '\t' || *s == ':')
+			s++;
+		if (!*s)
+			break;
+		size_t n = strcspn(s, ", \t:");
+		int v;
+		if (n == 7 && strncasecmp(s, "tlsv1.2", n) == 0)
+			v = PROTO_TLS12;
+		else if (n == 7 && strncasecmp(s, "tlsv1.3", n) == 0)
+			v = PROTO_TLS13;
+		else
+			return -1;
+		if (!lo || v < lo)
+			lo = v;
+		if (v > hi)
+			hi = v;
+		s += n;
+	}
+	if (!lo)
+		return -1;
+	*min = lo;
+	*max = hi;
+	return 0;
 }

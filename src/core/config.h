@@ -19,6 +19,18 @@ enum session_pinning {
 	PINNING_DENY,  /* refuse it with SQLSTATE 0A000; the client keeps multiplexing */
 };
 
+/* client_tls_sslmode, with PgBouncer's names and meanings for the client
+ * side. */
+enum tls_sslmode {
+	TLS_DISABLE,     /* an SSLRequest is answered 'N' */
+	TLS_ALLOW,       /* TLS if the client asks for it, plaintext otherwise */
+	TLS_PREFER,      /* the same, for clients */
+	TLS_REQUIRE,     /* a plaintext login is refused (28000) */
+	TLS_VERIFY_CA,   /* ...and the client must present a certificate client_tls_ca_file
+			  * signed */
+	TLS_VERIFY_FULL, /* the same, for clients */
+};
+
 /* One [database.NAME] section. */
 struct config_db {
 	char *name;          /* owned: the name clients connect to (section suffix) */
@@ -66,6 +78,12 @@ struct config {
 	int tcp_user_timeout;          /* ms sent data may stay unacknowledged; 0 = OS default */
 	int shutdown_timeout;          /* seconds; default 30; 0 = don't wait for transactions */
 	int log_level;                 /* enum log_level from core/log.h; default info */
+	enum tls_sslmode client_tls_sslmode; /* default disable */
+	char *client_tls_cert_file;    /* owned, absolute: PEM certificate chain; NULL if unset */
+	char *client_tls_key_file;     /* owned, absolute: PEM private key; NULL if unset */
+	char *client_tls_ca_file;      /* owned, absolute: CAs for client certificates; NULL */
+	char *client_tls_protocols;    /* owned: default "secure" (TLS 1.2 and 1.3) */
+	char *client_tls_ciphers;      /* owned: default "default" */
 
 	struct config_db *dbs;         /* owned array of ndbs */
 	int ndbs;                      /* entries in dbs; at least 1 in a loaded config */
@@ -84,6 +102,14 @@ struct config *config_load(const char *path, config_error_fn err, void *arg)
 /* Take / drop a reference. config_unref accepts NULL; the last unref frees. */
 struct config *config_ref(struct config *cfg);
 void config_unref(struct config *cfg);
+
+/* Parse a client_tls_protocols value (PgBouncer's: "secure", "all",
+ * "legacy", or a list of tlsv1.2 / tlsv1.3 separated by commas or blanks)
+ * into OpenSSL's protocol version numbers. "all" and "legacy" mean 1.2
+ * and 1.3: pgmux speaks nothing older. Returns 0, or -1 if the value names
+ * nothing usable (tlsv1.0 and tlsv1.1 included). */
+int config_tls_protocols(const char *value, int *min, int *max);
+const char *config_tls_sslmode_name(enum tls_sslmode m);
 
 /* The [database.NAME] section for NAME, or NULL. Borrowed from CFG. */
 const struct config_db *config_find_db(const struct config *cfg, const char *name);

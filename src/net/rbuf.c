@@ -1,6 +1,7 @@
 /* Reads without FIONREAD. See rbuf.h. */
 #include "net/rbuf.h"
 
+#include "net/tls.h"
 #include "net/worker.h"
 
 #include <errno.h>
@@ -51,6 +52,11 @@ int rbuf_attach(struct rbuf *rb, struct worker *w, struct bufferevent *bev, rbuf
 	rb->event_cb = ecb;
 	rb->arg = arg;
 	rb->on = false;
+	rb->tls = tls_is_tls(bev);
+	if (rb->tls) {
+		rb->ev = NULL;
+		return 0;
+	}
 	rb->ev = event_new(w->base, bufferevent_getfd(bev), EV_READ | EV_PERSIST, read_cb, rb);
 	return rb->ev ? 0 : -1;
 }
@@ -61,13 +67,14 @@ void rbuf_detach(struct rbuf *rb)
 		event_free(rb->ev);
 	rb->ev = NULL;
 	rb->on = false;
+	rb->tls = false;
 	rb->bev = NULL;
 }
 
 size_t rbuf_read_pending(struct rbuf *rb)
 {
-	if (!rb->bev)
-		return 0;
+	if (!rb->bev || rb->tls)
+		return 0; /* a TLS bufferevent has read all the socket held */
 	struct evbuffer *in = bufferevent_get_input(rb->bev);
 	int fd = bufferevent_getfd(rb->bev);
 	size_t total = 0;
@@ -88,12 +95,23 @@ size_t rbuf_read_pending(struct rbuf *rb)
 
 void rbuf_start(struct rbuf *rb)
 {
+	if (rb->tls) {
+		if (rb->bev && !rb->on && bufferevent_enable(rb->bev, EV_READ) == 0)
+			rb->on = true;
+		return;
+	}
 	if (rb->ev && !rb->on && event_add(rb->ev, NULL) == 0)
 		rb->on = true;
 }
 
 void rbuf_stop(struct rbuf *rb)
 {
+	if (rb->tls) {
+		if (rb->bev && rb->on)
+			bufferevent_disable(rb->bev, EV_READ);
+		rb->on = false;
+		return;
+	}
 	if (rb->ev && rb->on) {
 		event_del(rb->ev);
 		rb->on = false;

@@ -3,7 +3,11 @@
  * call per message, and system calls are most of a pooler's cost. With an
  * rbuf, the bufferevent's own EV_READ stays off; a persistent read event of
  * ours reads into its input buffer (one recv) and calls the
- * owner's read or event callback, with the bufferevent's signatures. */
+ * owner's read or event callback, with the bufferevent's signatures.
+ *
+ * On a TLS bufferevent (net/tls) the bufferevent reads and decrypts itself:
+ * the rbuf then only turns its EV_READ on and off, and the owner's
+ * callbacks, set on the bufferevent, run from libevent's. */
 #pragma once
 
 #include <stdbool.h>
@@ -22,7 +26,8 @@ struct rbuf {
 	rbuf_read_fn read_cb;
 	rbuf_event_fn event_cb;  /* gets BEV_EVENT_READING | BEV_EVENT_EOF or _ERROR */
 	void *arg;
-	bool on;                 /* the read event is added */
+	bool on;                 /* the read event is added (TLS: EV_READ enabled) */
+	bool tls;                /* bev is a TLS bufferevent: it reads itself */
 };
 
 /* Read BEV's socket on W's base. Starts stopped. Returns 0 / -1. */

@@ -2,6 +2,7 @@
 #include "net/wbuf.h"
 
 #include "net/rbuf.h"
+#include "net/tls.h"
 #include "net/worker.h"
 
 #include <errno.h>
@@ -55,6 +56,9 @@ int wbuf_attach(struct wbuf *wb, struct worker *w, struct bufferevent *bev)
 	wb->bev = bev;
 	wb->qidx = -1;
 	wb->notify = false;
+	wb->tls = tls_is_tls(bev);
+	if (wb->tls)
+		return bufferevent_enable(bev, EV_WRITE);
 	bufferevent_disable(bev, EV_WRITE);
 	struct evbuffer *out = bufferevent_get_output(bev);
 	if (!evbuffer_add_cb(out, output_cb, wb))
@@ -68,6 +72,10 @@ void wbuf_detach(struct wbuf *wb)
 {
 	if (!wb->bev)
 		return;
+	if (wb->tls) {
+		wb->bev = NULL;
+		return;
+	}
 	unqueue(wb);
 	evbuffer_remove_cb(bufferevent_get_output(wb->bev), output_cb, wb);
 	wb->bev = NULL;
@@ -75,7 +83,7 @@ void wbuf_detach(struct wbuf *wb)
 
 void wbuf_flush(struct wbuf *wb)
 {
-	if (!wb->bev)
+	if (!wb->bev || wb->tls)
 		return;
 	unqueue(wb);
 	struct evbuffer *out = bufferevent_get_output(wb->bev);
@@ -102,7 +110,7 @@ bool wbuf_pause_reader(struct wbuf *dst, struct rbuf *src)
 		return false;
 	rbuf_stop(src);
 	bufferevent_setwatermark(dst->bev, EV_WRITE, WBUF_LOW_WATER, 0);
-	dst->notify = true;
+	dst->notify = !dst->tls; /* libevent calls a TLS bufferevent's write callback itself */
 	dst->notify_below = WBUF_LOW_WATER;
 	return true;
 }
@@ -110,7 +118,7 @@ bool wbuf_pause_reader(struct wbuf *dst, struct rbuf *src)
 void wbuf_written(struct wbuf *wb)
 {
 	wb->notify = false;
-	if (wb->bev && evbuffer_get_length(bufferevent_get_output(wb->bev)) == 0)
+	if (wb->bev && !wb->tls && evbuffer_get_length(bufferevent_get_output(wb->bev)) == 0)
 		bufferevent_disable(wb->bev, EV_WRITE);
 }
 

@@ -3,7 +3,12 @@
  * calls per message. With a wbuf, EV_WRITE stays disabled; queued output is
  * written with one writev on the same loop turn (worker_defer), and
  * EV_WRITE is enabled only while the socket would block. Owners whose write
- * callback sees an empty output call wbuf_written(). */
+ * callback sees an empty output call wbuf_written().
+ *
+ * On a TLS bufferevent (net/tls) the bufferevent encrypts and writes
+ * itself: EV_WRITE stays enabled and libevent writes whenever output is
+ * queued; flushing is then libevent's, and the owner's write callback runs
+ * whenever the output drains to its low watermark. */
 #pragma once
 
 #include <stdbool.h>
@@ -18,6 +23,7 @@ struct wbuf {
 	int qidx;                /* position in the worker's flush queue, -1 if not queued */
 	bool notify;             /* run the write callback once output is at most notify_below */
 	size_t notify_below;
+	bool tls;                /* bev is a TLS bufferevent: it writes itself */
 };
 
 /* Start direct writes for BEV on W. Returns 0 / -1. */

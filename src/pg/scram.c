@@ -359,7 +359,12 @@ struct scram_server {
 	bool mock;                     /* unknown user: same steps, always fails at the proof */
 	struct scram_secret secret;    /* copy of the verifier; random in mock mode */
 	char *server_nonce;            /* owned: our part of the nonce */
-	char gs2_flag;                 /* 'n' or 'y', from the client-first-message */
+	char gs2_flag;                 /* 'n', 'y' or 'p', from the client-first-message */
+	bool cb_offered;               /* -PLUS was in the mechanism list */
+	bool cb_selected;              /* ...and the client chose it */
+	uint8_t cb_data[SCRAM_CB_MAX]; /* tls-server-end-point of our certificate */
+	size_t cb_len;
+	char *expected_c;              /* owned: the c= value the client-final must carry */
 	char *client_first_bare;       /* owned: as received (NUL added), for AuthMessage */
 	size_t client_first_bare_len;  /* its length without the NUL */
 	char *server_first;            /* owned: as sent, for AuthMessage */
@@ -419,10 +424,18 @@ struct scram_server *scram_server_new(const struct scram_secret *secret)
 	return scram_server_new_with_nonce(secret, NULL);
 }
 
-/* gs2-header: "n,," or "y,,". "p=..." asks for channel binding, which is
- * never offered here; an authzid "a=..." is refused, as PostgreSQL does. */
+/* gs2-header: "n,,", "y,," or "p=tls-server-end-point,," (the only
+ * channel binding type PostgreSQL knows); an authzid "a=..." is refused, as
+ * PostgreSQL does. Which flags are acceptable depends on what was offered:
+ * see scram_server_channel_binding. */
 static int parse_gs2_header(struct cursor *c, char *flag)
 {
+	static const char plus[] = "p=tls-server-end-point,,";
+	if (c->end - c->p >= (ptrdiff_t)(sizeof plus - 1) && memcmp(c->p, plus, sizeof plus - 1) == 0) {
+		*flag = 'p';
+		c->p += sizeof plus - 1;
+		return 0;
+	}
 	if (c->end - c->p < 3)
 		return -1;
 	if ((c->p[0] != 'n' && c->p[0] != 'y') || c->p[1] != ',' || c->p[2] != ',')
@@ -430,6 +443,26 @@ static int parse_gs2_header(struct cursor *c, char *flag)
 	*flag = c->p[0];
 	c->p += 3;
 	return 0;
+}
+
+/* The c= attribute the client-final-message must carry: base64 of the
+ * gs2 header, followed by the channel binding data if it binds. */
+static char *expected_cbind(const struct scram_server *s, const char *hdr, size_t hdr_len)
+{
+	uint8_t raw[64 + SCRAM_CB_MAX];
+	size_t n = 0;
+	if (hdr_len > 64)
+		return NULL;
+	memcpy(raw, hdr, hdr_len);
+	n = hdr_len;
+	if (s->gs2_flag == 'p') {
+		memcpy(raw + n, s->cb_data, s->cb_len);
+		n += s->cb_len;
+	}
+	char *out = malloc(B64_LEN(n) + 1);
+	if (out)
+		EVP_EncodeBlock((unsigned char *)out, raw, (int)n);
+	return out;
 }
 
 /* Optional extensions after the mandatory attributes: RFC 5802 allows them
@@ -485,7 +518,16 @@ int scram_server_handle_first(struct scram_server *s, const char *msg, size_t le
 		return -1;
 	if (cursor_open(&c, msg, len) < 0 || parse_gs2_header(&c, &s->gs2_flag) < 0)
 		return -1;
+	/* -PLUS chosen: the client must bind. Not chosen: it must not, and
+	 * "y" (it could bind, but thinks we cannot) is a downgrade when we
+	 * offered -PLUS. Not offered: binding is impossible. */
+	if (s->cb_selected ? s->gs2_flag != 'p'
+			   : s->gs2_flag == 'p' || (s->cb_offered && s->gs2_flag == 'y'))
+		return -1;
 	bare = c.p;
+	s->expected_c = expected_cbind(s, msg, (size_t)(bare - msg));
+	if (!s->expected_c)
+		return -1;
 	/* "m=" (a mandatory extension) fails here: n= must come first. The
 	 * user name is ignored: PostgreSQL takes it from the startup packet. */
 	if (cursor_attr(&c, 'n', &user) < 0 || cursor_comma(&c) < 0 ||
@@ -569,10 +611,12 @@ int scram_server_handle_final(struct scram_server *s, const char *msg, size_t le
 		return -1;
 	if (cursor_open(&c, msg, len) < 0)
 		return -1;
-	/* c= must be exactly the gs2 header of the first message, base64'd
-	 * (base64 of 3 bytes is unique, so comparing text is enough). */
-	cbind = s->gs2_flag == 'y' ? "eSws" : "biws";
-	if (cursor_attr(&c, 'c', &val) < 0 || !span_eq(val, cbind, 4) || cursor_comma(&c) < 0 ||
+	/* c= must be exactly the gs2 header of the first message and, when it
+	 * binds, our channel binding data, base64'd (canonical base64 is
+	 * unique, so comparing text is enough). */
+	cbind = s->expected_c;
+	if (cursor_attr(&c, 'c', &val) < 0 || !span_eq(val, cbind, strlen(cbind)) ||
+	    cursor_comma(&c) < 0 ||
 	    cursor_attr(&c, 'r', &nonce) < 0 ||
 	    !span_eq(nonce, s->server_first + 2, s->nonce_len))
 		return -1;
@@ -602,8 +646,21 @@ void scram_server_free(struct scram_server *s)
 	free(s->server_nonce);
 	free(s->client_first_bare);
 	free(s->server_first);
+	free(s->expected_c);
 	OPENSSL_cleanse(s, sizeof *s);
 	free(s);
+}
+
+int scram_server_channel_binding(struct scram_server *s, bool selected, const uint8_t *data,
+				 size_t len)
+{
+	if (!s || s->state != SCRAM_SERVER_WANT_FIRST || len == 0 || len > SCRAM_CB_MAX)
+		return -1;
+	s->cb_offered = true;
+	s->cb_selected = selected;
+	memcpy(s->cb_data, data, len);
+	s->cb_len = len;
+	return 0;
 }
 
 /* ---- client half ---- */

@@ -1,9 +1,11 @@
 /* SCRAM-SHA-256 (RFC 5802, RFC 7677) as PostgreSQL speaks it, both halves:
  * the server half authenticates clients logging in to pgmux; the client half
  * logs pgmux in to a PostgreSQL server. Pure: messages in, messages out, no
- * I/O. Channel binding (-PLUS) is not offered here (no TLS yet): a client
- * that sends "p=" is refused; "y,," (client could bind, server did not offer)
- * is accepted as RFC 5802 allows. */
+ * I/O. The server half binds to the TLS channel (SCRAM-SHA-256-PLUS,
+ * tls-server-end-point) when its owner offered it (see
+ * scram_server_channel_binding); without it, "p=" is refused and "y,,"
+ * (client could bind, server did not offer) is accepted as RFC 5802
+ * allows. */
 #pragma once
 
 #include <stdbool.h>
@@ -61,6 +63,15 @@ int scram_server_handle_final(struct scram_server *s, const char *msg, size_t le
 
 /* Wipes keys with OPENSSL_cleanse. Accepts NULL. */
 void scram_server_free(struct scram_server *s);
+#define SCRAM_CB_MAX 64 /* bytes of channel binding data (a SHA-512 hash at most) */
+/* Before the client-first-message: SCRAM-SHA-256-PLUS was offered, with
+ * DATA (LEN bytes: the tls-server-end-point hash of the certificate the
+ * client saw), and SELECTED says whether the client chose it. A client that
+ * chose it must bind ("p=tls-server-end-point") and send DATA in c=; one
+ * that did not must send "n" ("y" is then a downgrade, refused). Returns
+ * 0, or -1 if called late or LEN is 0 or over SCRAM_CB_MAX. */
+int scram_server_channel_binding(struct scram_server *s, bool selected, const uint8_t *data,
+				 size_t len) __attribute__((warn_unused_result));
 
 /* ---- client half ---- */
 struct scram_client_creds {

@@ -4,6 +4,7 @@
 #include "core/config.h"
 #include "core/log.h"
 #include "net/sockopt.h"
+#include "net/tls.h"
 #include "net/worker.h"
 #include "pg/md5.h"
 #include "pg/proto.h"
@@ -50,9 +51,12 @@ struct login {
 	char md5hash[MD5_PASSWD_LEN + 1]; /* expected "md5..." hash, wiped after use */
 	bool known;                   /* user is in the auth_file */
 	struct scram_server *scram;   /* owned */
+	uint8_t cb[SCRAM_CB_MAX];     /* tls-server-end-point: SCRAM-SHA-256-PLUS offered */
+	size_t cb_len;                /* 0: not offered (plaintext, or no usable hash) */
 };
 
 static int nclients_total; /* atomic: clients on all workers */
+static int nclients_peak;  /* atomic: the most clients at once since the last trim */
 
 int client_count(void)
 {
@@ -229,6 +233,10 @@ void client_accept(struct worker *w, int fd, const char *addr)
 	pool_tcp_options(&topt);
 	(void)sockopt_tune_tcp(fd, &topt);
 	int n = __atomic_add_fetch(&nclients_total, 1, __ATOMIC_RELAXED);
+	int peak = __atomic_load_n(&nclients_peak, __ATOMIC_RELAXED);
+	while (n > peak && !__atomic_compare_exchange_n(&nclients_peak, &peak, n, true,
+							 __ATOMIC_RELAXED, __ATOMIC_RELAXED))
+		;
 	struct client *c = calloc(1, sizeof(*c));
 	struct bufferevent *bev = c ? bufferevent_socket_new(w->base, fd, BEV_OPT_CLOSE_ON_FREE) : NULL;
 	if (!bev) {
@@ -316,7 +324,9 @@ static void login_ok(struct client *c)
 		}
 	(void)proto_write_auth(bufferevent_get_output(c->bev), 0, NULL, 0);
 	c->login_done = true;
-	log_info("client_login", "db=%s user=%s addr=%s", cdb(c), cuser(c), c->addr);
+	char tls[96];
+	log_info("client_login", "db=%s user=%s addr=%s tls=%s", cdb(c), cuser(c), c->addr,
+		 tls_describe(c->bev, tls, sizeof(tls)));
 	struct kvlist welcome = {0};
 	if (pool_welcome(c->pool, &welcome)) {
 		client_set_state(c, CL_IDLE);
@@ -426,8 +436,14 @@ static void start_auth(struct client *c)
 		return;
 	}
 	l->phase = LG_SASL_FIRST;
+	/* -PLUS only on TLS pgmux terminates itself, never relayed */
+	l->cb_len = tls_server_end_point(c->bev, l->cb, sizeof(l->cb));
 	static const char mechs[] = "SCRAM-SHA-256\0";
-	(void)proto_write_auth(out, 10, mechs, sizeof(mechs));
+	static const char mechs_plus[] = "SCRAM-SHA-256-PLUS\0SCRAM-SHA-256\0";
+	if (l->cb_len)
+		(void)proto_write_auth(out, 10, mechs_plus, sizeof(mechs_plus));
+	else
+		(void)proto_write_auth(out, 10, mechs, sizeof(mechs));
 }
 
 /* Startup parameters become SETs on whichever server serves the client.
@@ -461,6 +477,44 @@ static int check_params(struct client *c)
 	return 0;
 }
 
+/* After an SSLRequest: answer 'S' and go on over TLS on the same socket.
+ * Bytes already read after the SSLRequest were sent in plaintext before
+ * the handshake, where a man in the middle could have put them: refused,
+ * as PostgreSQL refuses them (CVE-2021-23214). */
+static void start_tls(struct client *c)
+{
+	struct evbuffer *in = bufferevent_get_input(c->bev);
+	if (evbuffer_get_length(in) > 0) {
+		log_info("protocol_error", "addr=%s reason=data_after_ssl_request", c->addr);
+		client_close(c, "08P01", "bad_startup", "received unencrypted data after SSL request");
+		return;
+	}
+	wbuf_flush(&c->wb);
+	int fd = bufferevent_getfd(c->bev), tfd = -1;
+	struct bufferevent *tbev = NULL;
+	if (evbuffer_get_length(bufferevent_get_output(c->bev)) > 0 ||
+	    tls_send_reply(fd, 'S') < 0 || (tfd = dup(fd)) < 0 ||
+	    !(tbev = tls_accept_bev(c->worker->base, tfd))) {
+		if (tfd >= 0)
+			close(tfd);
+		client_close(c, NULL, "tls_setup_failed", NULL);
+		return;
+	}
+	/* the plaintext bufferevent goes (closing FD), the TLS one carries on
+	 * over the duplicate */
+	rbuf_detach(&c->rb);
+	wbuf_detach(&c->wb);
+	bufferevent_free(c->bev);
+	c->bev = tbev;
+	bufferevent_setcb(tbev, client_read_cb, client_write_cb, client_event_cb, c);
+	if (wbuf_attach(&c->wb, c->worker, tbev) < 0 ||
+	    rbuf_attach(&c->rb, c->worker, tbev, client_read_cb, client_event_cb, c) < 0) {
+		client_close(c, NULL, "out_of_memory", NULL);
+		return;
+	}
+	rbuf_start(&c->rb);
+}
+
 static void handle_startup(struct client *c, const uint8_t *data, size_t len)
 {
 	const struct config *cfg = pool_config();
@@ -474,8 +528,15 @@ static void handle_startup(struct client *c, const uint8_t *data, size_t len)
 	}
 	switch (c->sp.kind) {
 	case STARTUP_SSL:
+		if (tls_accepting() && !tls_is_tls(c->bev)) {
+			start_tls(c);
+			return;
+		}
+		/* the client may go on in plaintext (or, inside TLS, in the
+		 * TLS it has) */
+		(void)evbuffer_add(out, "N", 1);
+		return;
 	case STARTUP_GSSENC:
-		/* no TLS yet: the client may go on in plaintext */
 		(void)evbuffer_add(out, "N", 1);
 		return;
 	case STARTUP_CANCEL:
@@ -489,6 +550,14 @@ static void handle_startup(struct client *c, const uint8_t *data, size_t len)
 		log_warn("too_many_clients", "addr=%s max_client_conn=%d", c->addr,
 			 cfg->max_client_conn);
 		client_close(c, "53300", "too_many_clients", "sorry, too many clients already");
+		return;
+	}
+	if (cfg->client_tls_sslmode >= TLS_REQUIRE && !tls_is_tls(c->bev)) {
+		log_warn("client_login_failed", "db=%s user=%s addr=%s sqlstate=28000 reason=tls_required",
+			 cdb(c), cuser(c), c->addr);
+		client_close(c, "28000", "tls_required",
+			     "pgmux: TLS required (client_tls_sslmode is %s): connect with sslmode=require",
+			     config_tls_sslmode_name(cfg->client_tls_sslmode));
 		return;
 	}
 	if ((c->sp.version & 0xffff) != 0 || c->sp.npq_opts > 0) {
@@ -541,9 +610,14 @@ static void handle_password(struct client *c, const uint8_t *body, size_t len)
 		proto_reader_init(&r, body, len);
 		const char *mech = proto_get_str(&r);
 		uint32_t dlen = proto_get_u32(&r);
-		if (r.err || !mech || strcmp(mech, "SCRAM-SHA-256") != 0 || dlen == 0xffffffffu ||
-		    dlen != len - r.pos) {
+		bool plus = mech && l->cb_len && strcmp(mech, "SCRAM-SHA-256-PLUS") == 0;
+		if (r.err || !mech || (!plus && strcmp(mech, "SCRAM-SHA-256") != 0) ||
+		    dlen == 0xffffffffu || dlen != len - r.pos) {
 			client_close(c, "08P01", "bad_sasl", "malformed SASLInitialResponse message");
+			return;
+		}
+		if (l->cb_len && scram_server_channel_binding(l->scram, plus, l->cb, l->cb_len) < 0) {
+			client_close(c, "53200", "out_of_memory", "pgmux: SCRAM setup failed");
 			return;
 		}
 		char *reply = NULL;
@@ -602,6 +676,7 @@ static void login_read(struct client *c)
 			memcpy(copy, data, plen);
 			evbuffer_drain(in, plen);
 			handle_startup(c, copy, plen);
+			in = bufferevent_get_input(c->bev); /* TLS may have started */
 			continue;
 		}
 		uint8_t hdr[PROTO_HEADER_LEN];
@@ -986,6 +1061,9 @@ static void client_event_cb(struct bufferevent *bev, short what, void *arg)
 {
 	struct client *c = arg;
 	if (what & (BEV_EVENT_EOF | BEV_EVENT_ERROR)) {
+		char e[160];
+		if (tls_is_tls(bev) && *tls_error(bev, e, sizeof(e)))
+			log_info("tls_error", "addr=%s reason=\"%s\"", c->addr, e);
 		if (c->state == CL_LOGIN && !c->sp.user)
 			log_info("protocol_error", "addr=%s reason=closed_before_startup", c->addr);
 		client_close(c, NULL, (what & BEV_EVENT_EOF) ? "client_eof" : "client_error", NULL);
@@ -1050,25 +1128,26 @@ void client_on_fast_tick(struct worker *w)
  * half its peak (and by at least TRIM_MIN_DROP) and stopped falling, freed
  * connection memory is returned to the system (glibc keeps freed chunks in
  * its arenas, so 10,000 clients that came and went would leave their peak
- * RSS behind). Worker 0, once a second; the peak and the last count are
- * only touched there. */
+ * RSS behind). Worker 0 looks once a second. The peak is kept at every
+ * accept (nclients_peak), not sampled by the tick: a burst that comes and
+ * goes within one second (10,000 logins take 0.4 s on a fast machine) must
+ * count too. The last count is only touched on worker 0. */
 #define TRIM_MIN_DROP 256
 
 static void trim_after_burst(void)
 {
-	static int peak, last;
+	static int last;
 	int n = client_count();
+	int peak = __atomic_load_n(&nclients_peak, __ATOMIC_RELAXED);
 	bool falling = n < last;
 	last = n;
-	if (n > peak) {
-		peak = n;
-		return;
-	}
 	if (falling || peak - n < TRIM_MIN_DROP || n > peak / 2)
 		return;
 	malloc_trim(0);
 	log_info("memory_trimmed", "clients=%d peak=%d", n, peak);
-	peak = n;
+	/* a new burst starts from here; an accept racing with this store may
+	 * lose its peak update, which only delays the next trim */
+	__atomic_store_n(&nclients_peak, n, __ATOMIC_RELAXED);
 }
 
 void client_on_tick(struct worker *w)

@@ -16,7 +16,11 @@
  *     p=dHzbZapWIk4jUhN+Ute9ytag9zjfMHgsqmmiz7AndVQ=
  * (tests/fuzz/capture/make_seeds.py rewrites captured client messages to
  * this server nonce and recomputes their proofs.) As in the daemon, the
- * final message is only handled after the first succeeded. */
+ * final message is only handled after the first succeeded.
+ *
+ * Each input runs twice: as on plaintext (no channel binding offered), and
+ * as on TLS, with SCRAM-SHA-256-PLUS offered and chosen when the message
+ * starts with "p" (binding data: 32 bytes 0xcb), as client.c does. */
 #include "fuzz_common.h"
 
 #include "pg/proto.h"
@@ -32,7 +36,9 @@ static const uint8_t rfc_salt[16] = {0x5b, 0x6d, 0x99, 0x68, 0x9d, 0x12, 0x35, 0
 static struct scram_secret secret;
 static uint8_t client_key[SCRAM_KEY_LEN];
 
-int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
+static uint8_t cb_data[32];
+
+static void run(const uint8_t *data, size_t size, bool offer)
 {
 	static int inited;
 	const uint8_t *nul = memchr(data, 0, size);
@@ -46,6 +52,11 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	struct evbuffer *out = evbuffer_new();
 	struct scram_server *s = scram_server_new_with_nonce(&secret, SNONCE);
 	FUZZ_CHECK(out && s);
+	bool plus = offer && size > 0 && data[0] == 'p';
+	if (offer) {
+		memset(cb_data, 0xcb, sizeof(cb_data));
+		FUZZ_CHECK(scram_server_channel_binding(s, plus, cb_data, sizeof(cb_data)) == 0);
+	}
 
 	/* LG_SASL_FIRST */
 	char *msg = (char *)fuzz_dup(data, first_len);
@@ -57,6 +68,9 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 		goto done; /* 08P01, connection closed */
 	}
 	FUZZ_CHECK(rc == 0 && reply && strncmp(reply, "r=", 2) == 0);
+	/* binding only when offered and chosen; no "y" when it was offered */
+	FUZZ_CHECK(data[0] != 'p' || plus);
+	FUZZ_CHECK(!(offer && data[0] == 'y'));
 	FUZZ_CHECK(proto_write_auth(out, 11, reply, strlen(reply)) == 0);
 	free(reply);
 	if (!nul)
@@ -88,5 +102,11 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 done:
 	scram_server_free(s);
 	evbuffer_free(out);
+}
+
+int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
+{
+	run(data, size, false);
+	run(data, size, true);
 	return 0;
 }

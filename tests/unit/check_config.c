@@ -116,6 +116,12 @@ static void assert_global_defaults(const struct config *cfg)
 	ck_assert_int_eq(cfg->client_login_timeout, 15);
 	ck_assert_int_eq(cfg->shutdown_timeout, 30);
 	ck_assert_int_eq(cfg->log_level, LOG_INFO);
+	ck_assert_int_eq(cfg->client_tls_sslmode, TLS_DISABLE);
+	ck_assert_ptr_null(cfg->client_tls_cert_file);
+	ck_assert_ptr_null(cfg->client_tls_key_file);
+	ck_assert_ptr_null(cfg->client_tls_ca_file);
+	ck_assert_str_eq(cfg->client_tls_protocols, "secure");
+	ck_assert_str_eq(cfg->client_tls_ciphers, "default");
 }
 
 START_TEST(test_valid_full)
@@ -363,6 +369,11 @@ static const struct {
 	{ "bad_tcp_keepcnt.ini", 3, "tcp_keepcnt: 128 is out of range (0..127)" },
 	{ "bad_tcp_keepalive.ini", 3, "tcp_keepalive: 2 is out of range (0..1)" },
 	{ "bad_query_timeout.ini", 3, "query_timeout: -1 is out of range (0..2147483)" },
+	{ "bad_tls_no_cert.ini", 3, "client_tls_cert_file is required when client_tls_sslmode is "
+	  "require" },
+	{ "bad_tls_protocols.ini", 3, "client_tls_protocols: expected secure, all, legacy or a list "
+	  "of tlsv1.2 and tlsv1.3" },
+	{ "bad_tls_sslmode.ini", 3, "client_tls_sslmode" },
 };
 
 START_TEST(test_bad)
@@ -654,6 +665,64 @@ START_TEST(test_refcount)
 }
 END_TEST
 
+START_TEST(test_tls_protocols)
+{
+	int min = 0, max = 0;
+	ck_assert_int_eq(config_tls_protocols("secure", &min, &max), 0);
+	ck_assert_int_eq(min, 0x0303);
+	ck_assert_int_eq(max, 0x0304);
+	ck_assert_int_eq(config_tls_protocols("ALL", &min, &max), 0);
+	ck_assert_int_eq(min, 0x0303);
+	ck_assert_int_eq(config_tls_protocols("tlsv1.3", &min, &max), 0);
+	ck_assert_int_eq(min, 0x0304);
+	ck_assert_int_eq(max, 0x0304);
+	ck_assert_int_eq(config_tls_protocols(" tlsv1.3, TLSv1.2 ", &min, &max), 0);
+	ck_assert_int_eq(min, 0x0303);
+	ck_assert_int_eq(max, 0x0304);
+	ck_assert_int_eq(config_tls_protocols("tlsv1.2:tlsv1.2", &min, &max), 0);
+	ck_assert_int_eq(max, 0x0303);
+	ck_assert_int_eq(config_tls_protocols("tlsv1.0", &min, &max), -1);
+	ck_assert_int_eq(config_tls_protocols("tlsv1.2,tlsv1.1", &min, &max), -1);
+	ck_assert_int_eq(config_tls_protocols("tlsv1.2x", &min, &max), -1);
+	ck_assert_int_eq(config_tls_protocols("", &min, &max), -1);
+	ck_assert_int_eq(config_tls_protocols(" , ", &min, &max), -1);
+	ck_assert_int_eq(config_tls_protocols(NULL, &min, &max), -1);
+}
+END_TEST
+
+START_TEST(test_tls_files_relative)
+{
+	char ini[PATH_MAX], key[PATH_MAX], crt[PATH_MAX];
+	struct problems ps = { .n = 0 };
+	const char *text = "[pgmux]\nauth_type = trust\nclient_tls_sslmode = prefer\n"
+			   "client_tls_cert_file = pgmux.crt\nclient_tls_key_file = pgmux.key\n"
+			   "client_tls_ca_file = ca.crt\n\n[database.app]\n";
+	tmp_write(key, sizeof(key), "pgmux.key", "k", 1);
+	tmp_write(crt, sizeof(crt), "pgmux.crt", "c", 1);
+	tmp_write(ini, sizeof(ini), "pgmux.ini", text, strlen(text));
+	struct config *cfg = config_load(ini, collect, &ps);
+	/* ca.crt is missing: reported at its line, with its resolved path */
+	ck_assert_ptr_null(cfg);
+	ck_assert_int_eq(ps.n, 1);
+	ck_assert_int_eq(ps.list[0].line, 6);
+	ck_assert_ptr_nonnull(strstr(ps.list[0].reason, "client_tls_ca_file"));
+	ck_assert_ptr_nonnull(strstr(ps.list[0].reason, tmpdir));
+	ck_assert_ptr_nonnull(strstr(ps.list[0].reason, "No such file"));
+	char ca[PATH_MAX];
+	tmp_write(ca, sizeof(ca), "ca.crt", "a", 1);
+	ps.n = 0;
+	cfg = config_load(ini, collect, &ps);
+	ck_assert_ptr_nonnull(cfg);
+	ck_assert_int_eq(cfg->client_tls_sslmode, TLS_PREFER);
+	ck_assert_str_eq(cfg->client_tls_cert_file, crt);
+	ck_assert_str_eq(cfg->client_tls_key_file, key);
+	ck_assert_str_eq(cfg->client_tls_ca_file, ca);
+	ck_assert_str_eq(cfg->client_tls_protocols, "secure");
+	ck_assert_str_eq(cfg->client_tls_ciphers, "default");
+	config_unref(cfg);
+}
+END_TEST
+
 START_TEST(test_names)
 {
 	ck_assert_str_eq(config_pool_mode_name(POOL_MODE_TRANSACTION), "transaction");
@@ -665,6 +734,9 @@ START_TEST(test_names)
 	ck_assert_str_eq(config_session_pinning_name(PINNING_DENY), "deny");
 	ck_assert_str_eq(config_session_pinning_name((enum session_pinning)2), "unknown");
 	ck_assert_str_eq(config_session_pinning_name((enum session_pinning)-1), "unknown");
+	ck_assert_str_eq(config_tls_sslmode_name(TLS_DISABLE), "disable");
+	ck_assert_str_eq(config_tls_sslmode_name(TLS_VERIFY_FULL), "verify-full");
+	ck_assert_str_eq(config_tls_sslmode_name((enum tls_sslmode)6), "unknown");
 }
 END_TEST
 
@@ -688,6 +760,7 @@ static Suite *config_suite(void)
 			    (int)(sizeof(relative_cases) / sizeof(relative_cases[0])));
 	tcase_add_test(tc, test_pgbouncer_timeouts);
 	tcase_add_test(tc, test_sample_config);
+	tcase_add_test(tc, test_tls_protocols);
 	suite_add_tcase(s, tc);
 
 	tcase_add_loop_test(bad, test_bad, 0, (int)(sizeof(bad_cases) / sizeof(bad_cases[0])));
@@ -696,6 +769,7 @@ static Suite *config_suite(void)
 
 	tcase_add_checked_fixture(gen, tmp_setup, tmp_teardown);
 	tcase_add_test(gen, test_crlf_bom);
+	tcase_add_test(gen, test_tls_files_relative);
 	tcase_add_test(gen, test_nul_byte);
 	tcase_add_test(gen, test_long_line);
 	tcase_add_test(gen, test_long_comment);

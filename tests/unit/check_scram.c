@@ -566,6 +566,93 @@ START_TEST(test_server_gs2_y)
 }
 END_TEST
 
+/* SCRAM-SHA-256-PLUS: c= carries the gs2 header and the binding data. */
+START_TEST(test_server_channel_binding)
+{
+	struct scram_secret secret = rfc_secret();
+	static const char hdr[] = "p=tls-server-end-point,,";
+	uint8_t cb[32], raw[sizeof(hdr) - 1 + sizeof(cb)];
+	char b64[80], attrs[160], *sf = NULL, *cf, *sfin = NULL;
+	struct scram_server *s;
+
+	for (size_t i = 0; i < sizeof(cb); i++)
+		cb[i] = (uint8_t)(i * 7 + 1);
+	memcpy(raw, hdr, sizeof(hdr) - 1);
+	memcpy(raw + sizeof(hdr) - 1, cb, sizeof(cb));
+	EVP_EncodeBlock((unsigned char *)b64, raw, (int)sizeof(raw));
+	snprintf(attrs, sizeof(attrs), "c=%s,r=" NONCE, b64);
+
+	/* the binding matches: logged in */
+	s = scram_server_new_with_nonce(&secret, SN);
+	ck_assert_int_eq(scram_server_channel_binding(s, true, cb, sizeof(cb)), 0);
+	ck_assert_int_eq(scram_server_handle_first(s, "p=tls-server-end-point,,n=,r=" CN, 35, &sf), 0);
+	cf = make_final("n=,r=" CN, sf, attrs, rfc_client_key);
+	ck_assert_int_eq(scram_server_handle_final(s, cf, strlen(cf), &sfin, NULL), 0);
+	ck_assert_ptr_nonnull(sfin);
+	free(cf);
+	free(sfin);
+	sfin = NULL;
+	scram_server_free(s);
+	free(sf);
+	sf = NULL;
+
+	/* the client saw another certificate (a man in the middle): refused */
+	s = scram_server_new_with_nonce(&secret, SN);
+	cb[0] ^= 1;
+	ck_assert_int_eq(scram_server_channel_binding(s, true, cb, sizeof(cb)), 0);
+	ck_assert_int_eq(scram_server_handle_first(s, "p=tls-server-end-point,,n=,r=" CN, 35, &sf), 0);
+	cf = make_final("n=,r=" CN, sf, attrs, rfc_client_key);
+	ck_assert_int_eq(scram_server_handle_final(s, cf, strlen(cf), &sfin, NULL), -1);
+	ck_assert_ptr_null(sfin);
+	free(cf);
+	scram_server_free(s);
+	free(sf);
+	sf = NULL;
+
+	/* -PLUS chosen but no binding asked for; another binding type */
+	s = scram_server_new_with_nonce(&secret, SN);
+	ck_assert_int_eq(scram_server_channel_binding(s, true, cb, sizeof(cb)), 0);
+	ck_assert_int_eq(scram_server_handle_first(s, "n,,n=,r=" CN, 14, &sf), -1);
+	scram_server_free(s);
+	s = scram_server_new_with_nonce(&secret, SN);
+	ck_assert_int_eq(scram_server_channel_binding(s, true, cb, sizeof(cb)), 0);
+	ck_assert_int_eq(scram_server_handle_first(s, "p=tls-unique,,n=,r=" CN, 25, &sf), -1);
+	scram_server_free(s);
+
+	/* -PLUS offered, SCRAM-SHA-256 chosen: "n" is fine, "y" a downgrade,
+	 * "p" contradicts the mechanism */
+	s = scram_server_new_with_nonce(&secret, SN);
+	ck_assert_int_eq(scram_server_channel_binding(s, false, cb, sizeof(cb)), 0);
+	ck_assert_int_eq(scram_server_handle_first(s, "n,,n=,r=" CN, 14, &sf), 0);
+	cf = make_final("n=,r=" CN, sf, "c=biws,r=" NONCE, rfc_client_key);
+	ck_assert_int_eq(scram_server_handle_final(s, cf, strlen(cf), &sfin, NULL), 0);
+	free(cf);
+	free(sfin);
+	free(sf);
+	sf = NULL;
+	scram_server_free(s);
+	s = scram_server_new_with_nonce(&secret, SN);
+	ck_assert_int_eq(scram_server_channel_binding(s, false, cb, sizeof(cb)), 0);
+	ck_assert_int_eq(scram_server_handle_first(s, "y,,n=,r=" CN, 14, &sf), -1);
+	scram_server_free(s);
+	s = scram_server_new_with_nonce(&secret, SN);
+	ck_assert_int_eq(scram_server_channel_binding(s, false, cb, sizeof(cb)), 0);
+	ck_assert_int_eq(scram_server_handle_first(s, "p=tls-server-end-point,,n=,r=" CN, 35, &sf),
+			 -1);
+	scram_server_free(s);
+
+	/* bad arguments, and too late */
+	s = scram_server_new_with_nonce(&secret, SN);
+	ck_assert_int_eq(scram_server_channel_binding(s, true, cb, 0), -1);
+	ck_assert_int_eq(scram_server_channel_binding(s, true, cb, SCRAM_CB_MAX + 1), -1);
+	ck_assert_int_eq(scram_server_channel_binding(NULL, true, cb, sizeof(cb)), -1);
+	ck_assert_int_eq(scram_server_handle_first(s, "n,,n=,r=" CN, 14, &sf), 0);
+	ck_assert_int_eq(scram_server_channel_binding(s, false, cb, sizeof(cb)), -1);
+	free(sf);
+	scram_server_free(s);
+}
+END_TEST
+
 /* ---- malformed input tables ---- */
 
 static const struct msg_case server_first_cases[] = {
@@ -981,6 +1068,7 @@ static Suite *scram_suite(void)
 	tcase_add_test(tc, test_constructors);
 	tcase_add_test(tc, test_out_of_order);
 	tcase_add_test(tc, test_server_gs2_y);
+	tcase_add_test(tc, test_server_channel_binding);
 	suite_add_tcase(s, tc);
 
 	tcase_add_loop_test(tm, test_secret_parse_malformed, 0,

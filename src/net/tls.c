@@ -1,0 +1,214 @@
+/* TLS towards clients. See tls.h. */
+#include "net/tls.h"
+
+#include "core/config.h"
+
+#include <errno.h>
+#include <event2/bufferevent.h>
+#include <event2/bufferevent_ssl.h>
+#include <openssl/err.h>
+#include <openssl/evp.h>
+#include <openssl/objects.h>
+#include <openssl/ssl.h>
+#include <openssl/x509.h>
+#include <stdio.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+/* PgBouncer's cipher shortcuts; anything else is an OpenSSL cipher list
+ * (TLS 1.2; TLS 1.3 suites are OpenSSL's defaults, all of them AEAD) */
+static const char *cipher_list(const char *ciphers)
+{
+	if (strcasecmp(ciphers, "default") == 0 || strcasecmp(ciphers, "secure") == 0 ||
+	    strcasecmp(ciphers, "fast") == 0 || strcasecmp(ciphers, "normal") == 0)
+		return "HIGH:!aNULL:!eNULL:!MD5:!3DES:!RC4";
+	if (strcasecmp(ciphers, "compat") == 0 || strcasecmp(ciphers, "legacy") == 0 ||
+	    strcasecmp(ciphers, "insecure") == 0 || strcasecmp(ciphers, "all") == 0)
+		return "ALL:!aNULL:!eNULL";
+	return ciphers;
+}
+
+static void set_err(char *err, size_t errlen, const char *what, const char *path)
+{
+	unsigned long e = ERR_peek_last_error();
+	const char *reason = e ? ERR_reason_error_string(e) : NULL;
+	if (e && !reason)
+		reason = "unknown OpenSSL error";
+	ERR_clear_error();
+	if (path)
+		snprintf(err, errlen, "%s %s: %s", what, path, e ? reason : strerror(errno));
+	else
+		snprintf(err, errlen, "%s: %s", what, e ? reason : "invalid");
+}
+
+SSL_CTX *tls_accept_ctx_new(const struct config *cfg, char *err, size_t errlen)
+{
+	err[0] = '\0';
+	if (cfg->client_tls_sslmode == TLS_DISABLE)
+		return NULL;
+	SSL_CTX *ctx = SSL_CTX_new(TLS_server_method());
+	if (!ctx) {
+		set_err(err, errlen, "client TLS", NULL);
+		return NULL;
+	}
+	int min = TLS1_2_VERSION, max = TLS1_3_VERSION;
+	if (config_tls_protocols(cfg->client_tls_protocols, &min, &max) < 0) {
+		snprintf(err, errlen, "client_tls_protocols: unsupported value");
+		goto fail;
+	}
+	SSL_CTX_set_min_proto_version(ctx, min);
+	SSL_CTX_set_max_proto_version(ctx, max);
+	SSL_CTX_set_options(ctx, SSL_OP_NO_RENEGOTIATION | SSL_OP_NO_COMPRESSION |
+					 SSL_OP_CIPHER_SERVER_PREFERENCE);
+	/* bufferevent_openssl writes a buffer's chunks one SSL_write each and
+	 * may retry with another pointer after SSL_ERROR_WANT_WRITE */
+	SSL_CTX_set_mode(ctx, SSL_MODE_ACCEPT_MOVING_WRITE_BUFFER | SSL_MODE_RELEASE_BUFFERS);
+	if (SSL_CTX_set_cipher_list(ctx, cipher_list(cfg->client_tls_ciphers)) != 1) {
+		set_err(err, errlen, "client_tls_ciphers", NULL);
+		goto fail;
+	}
+	if (SSL_CTX_use_certificate_chain_file(ctx, cfg->client_tls_cert_file) != 1) {
+		set_err(err, errlen, "client_tls_cert_file", cfg->client_tls_cert_file);
+		goto fail;
+	}
+	if (SSL_CTX_use_PrivateKey_file(ctx, cfg->client_tls_key_file, SSL_FILETYPE_PEM) != 1) {
+		unsigned long e = ERR_peek_last_error();
+		if (ERR_GET_LIB(e) == ERR_LIB_X509 && ERR_GET_REASON(e) == X509_R_KEY_VALUES_MISMATCH)
+			snprintf(err, errlen, "client_tls_key_file %s does not match client_tls_cert_file",
+				 cfg->client_tls_key_file);
+		else
+			set_err(err, errlen, "client_tls_key_file", cfg->client_tls_key_file);
+		goto fail;
+	}
+	if (SSL_CTX_check_private_key(ctx) != 1) {
+		set_err(err, errlen, "client_tls_key_file does not match client_tls_cert_file",
+			NULL);
+		goto fail;
+	}
+	if (cfg->client_tls_ca_file) {
+		if (SSL_CTX_load_verify_locations(ctx, cfg->client_tls_ca_file, NULL) != 1) {
+			set_err(err, errlen, "client_tls_ca_file", cfg->client_tls_ca_file);
+			goto fail;
+		}
+		STACK_OF(X509_NAME) *names = SSL_load_client_CA_file(cfg->client_tls_ca_file);
+		if (names)
+			SSL_CTX_set_client_CA_list(ctx, names);
+	}
+	if (cfg->client_tls_sslmode >= TLS_VERIFY_CA)
+		SSL_CTX_set_verify(ctx, SSL_VERIFY_PEER | SSL_VERIFY_FAIL_IF_NO_PEER_CERT, NULL);
+	else if (cfg->client_tls_ca_file)
+		/* a certificate is checked if the client sends one */
+		SSL_CTX_set_verify(ctx, SSL_VERIFY_PEER, NULL);
+	else
+		SSL_CTX_set_verify(ctx, SSL_VERIFY_NONE, NULL);
+	/* session resumption: stateless tickets (TLS 1.3 and 1.2) with keys
+	 * OpenSSL makes per context, and a server-side cache for TLS 1.2
+	 * session ids */
+	SSL_CTX_set_session_id_context(ctx, (const unsigned char *)"pgmux", 5);
+	SSL_CTX_set_session_cache_mode(ctx, SSL_SESS_CACHE_SERVER);
+	SSL_CTX_set_timeout(ctx, 3600);
+	return ctx;
+fail:
+	ERR_clear_error();
+	SSL_CTX_free(ctx);
+	return NULL;
+}
+
+static SSL_CTX *accept_ctx; /* atomic: the installed context, or NULL */
+
+void tls_accept_ctx_install(SSL_CTX *ctx)
+{
+	/* each SSL holds its own reference to its context, so the old one
+	 * lives until its last connection is freed */
+	SSL_CTX *old = __atomic_exchange_n(&accept_ctx, ctx, __ATOMIC_ACQ_REL);
+	SSL_CTX_free(old);
+}
+
+bool tls_accepting(void)
+{
+	return __atomic_load_n(&accept_ctx, __ATOMIC_ACQUIRE) != NULL;
+}
+
+void tls_shutdown(void)
+{
+	tls_accept_ctx_install(NULL);
+}
+
+int tls_send_reply(int fd, char reply)
+{
+	ssize_t n;
+	do
+		n = send(fd, &reply, 1, MSG_NOSIGNAL);
+	while (n < 0 && errno == EINTR);
+	return n == 1 ? 0 : -1;
+}
+
+struct bufferevent *tls_accept_bev(struct event_base *base, int fd)
+{
+	/* the installed context may be swapped meanwhile: SSL_new takes its
+	 * own reference before this one could be the last */
+	SSL_CTX *ctx = __atomic_load_n(&accept_ctx, __ATOMIC_ACQUIRE);
+	if (!ctx)
+		return NULL;
+	SSL *ssl = SSL_new(ctx);
+	if (!ssl)
+		return NULL;
+	struct bufferevent *bev = bufferevent_openssl_socket_new(
+		base, fd, ssl, BUFFEREVENT_SSL_ACCEPTING, BEV_OPT_CLOSE_ON_FREE);
+	if (!bev) {
+		SSL_free(ssl);
+		return NULL;
+	}
+	/* a client that closes without close_notify has still said all it said */
+	bufferevent_openssl_set_allow_dirty_shutdown(bev, 1);
+	return bev;
+}
+
+bool tls_is_tls(struct bufferevent *bev)
+{
+	return bev && bufferevent_openssl_get_ssl(bev) != NULL;
+}
+
+const char *tls_error(struct bufferevent *bev, char *buf, size_t len)
+{
+	buf[0] = '\0';
+	unsigned long e, first = 0;
+	while ((e = bufferevent_get_openssl_error(bev)) != 0)
+		if (!first)
+			first = e;
+	if (first) {
+		const char *r = ERR_reason_error_string(first);
+		snprintf(buf, len, "%s", r ? r : "TLS error");
+	}
+	return buf;
+}
+
+const char *tls_describe(struct bufferevent *bev, char *buf, size_t len)
+{
+	SSL *ssl = bufferevent_openssl_get_ssl(bev);
+	if (!ssl)
+		snprintf(buf, len, "none");
+	else
+		snprintf(buf, len, "%s/%s", SSL_get_version(ssl), SSL_get_cipher_name(ssl));
+	return buf;
+}
+
+size_t tls_server_end_point(struct bufferevent *bev, unsigned char *out, size_t len)
+{
+	SSL *ssl = bev ? bufferevent_openssl_get_ssl(bev) : NULL;
+	X509 *cert = ssl ? SSL_get_certificate(ssl) : NULL;
+	int md_nid = NID_undef;
+	if (!cert || !X509_get_signature_info(cert, &md_nid, NULL, NULL, NULL) ||
+	    md_nid == NID_undef)
+		return 0;
+	if (md_nid == NID_md5 || md_nid == NID_sha1)
+		md_nid = NID_sha256;
+	const EVP_MD *md = EVP_get_digestbynid(md_nid);
+	unsigned char hash[EVP_MAX_MD_SIZE];
+	unsigned int n = 0;
+	if (!md || !X509_digest(cert, md, hash, &n) || n > len)
+		return 0;
+	memcpy(out, hash, n);
+	return n;
+}

@@ -1,0 +1,51 @@
+/* TLS towards clients: the SSL_CTX built from the client_tls_* settings,
+ * swappable at run time, and the upgrade of an accepted plaintext
+ * connection to TLS after pgmux has answered an SSLRequest with 'S'.
+ *
+ * A TLS connection is a libevent OpenSSL bufferevent over the same socket:
+ * its input and output evbuffers hold plaintext, so everything above the
+ * transport (net/rbuf, net/wbuf) reads and writes them as it does a plain
+ * socket's. No TLS below 1.2, no renegotiation, no compression. */
+#pragma once
+
+#include <stdbool.h>
+#include <stddef.h>
+
+struct bufferevent;
+struct config;
+struct event_base;
+typedef struct ssl_ctx_st SSL_CTX;
+
+
+/* The accepting context for CFG's client_tls_* settings, refcount 1, or
+ * NULL with ERR set (naming the setting) if they cannot be used. NULL with
+ * ERR empty if client_tls_sslmode is disable. */
+SSL_CTX *tls_accept_ctx_new(const struct config *cfg, char *err, size_t errlen);
+
+/* The context new client connections use: install (takes CTX's reference;
+ * the previous one is released once no connection uses it), and whether
+ * one is installed. Any thread. */
+void tls_accept_ctx_install(SSL_CTX *ctx);
+bool tls_accepting(void);
+/* Release the installed context (at exit). */
+void tls_shutdown(void);
+
+/* Write the single byte REPLY ('S') on FD now. 0, or -1 if it could not be
+ * written at once (a fresh socket always takes one byte). */
+int tls_send_reply(int fd, char reply);
+/* A bufferevent on BASE that runs the server side of a TLS handshake on FD
+ * with the installed context, and then carries plaintext. Freeing it
+ * closes FD and frees its SSL. NULL on failure (FD left open). */
+struct bufferevent *tls_accept_bev(struct event_base *base, int fd);
+/* Whether BEV is a TLS bufferevent. */
+bool tls_is_tls(struct bufferevent *bev);
+/* The first OpenSSL error queued on BEV ("" if none), for logs. */
+const char *tls_error(struct bufferevent *bev, char *buf, size_t len);
+/* tls-server-end-point channel binding data for BEV (RFC 5929): the hash
+ * of the certificate pgmux presented, with the certificate's signature
+ * digest (SHA-256 for MD5 and SHA-1). Returns its length (at most LEN), or
+ * 0 if BEV is not TLS or the certificate's signature has no single digest
+ * (Ed25519, RSA-PSS): SCRAM-SHA-256-PLUS is then not offered. */
+size_t tls_server_end_point(struct bufferevent *bev, unsigned char *out, size_t len);
+/* The negotiated protocol and cipher of BEV, for logs. */
+const char *tls_describe(struct bufferevent *bev, char *buf, size_t len);
