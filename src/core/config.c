@@ -41,14 +41,15 @@
 
 /* The stored enum value is the index of its name in these lists. */
 static const char *const pool_mode_names[] = { "transaction", "session", NULL };
-static const char *const auth_type_names[] = { "scram-sha-256", "md5", "trust", NULL };
+static const char *const auth_type_names[] = { "scram-sha-256", "md5", "trust", "cert", NULL };
 static const char *const log_level_names[] = { "error", "warn", "info", "debug", NULL };
 static const char *const session_pinning_names[] = { "allow", "deny", NULL };
 static const char *const tls_sslmode_names[] = { "disable", "allow", "prefer", "require",
 						 "verify-ca", "verify-full", NULL };
 
 _Static_assert(POOL_MODE_TRANSACTION == 0 && POOL_MODE_SESSION == 1, "pool_mode_names");
-_Static_assert(AUTH_SCRAM_SHA_256 == 0 && AUTH_MD5 == 1 && AUTH_TRUST == 2, "auth_type_names");
+_Static_assert(AUTH_SCRAM_SHA_256 == 0 && AUTH_MD5 == 1 && AUTH_TRUST == 2 && AUTH_CERT == 3,
+	       "auth_type_names");
 _Static_assert(LOG_ERROR == 0 && LOG_WARN == 1 && LOG_INFO == 2 && LOG_DEBUG == 3,
 	       "log_level_names");
 _Static_assert(PINNING_ALLOW == 0 && PINNING_DENY == 1, "session_pinning_names");
@@ -784,6 +785,11 @@ static void check_client_tls(struct parser *p)
 			report(p, mode->line, "client_tls_ca_file is required when "
 			       "client_tls_sslmode is %s", config_tls_sslmode_name(cfg->client_tls_sslmode));
 	}
+	if (cfg->auth_type == AUTH_CERT && cfg->client_tls_sslmode < TLS_VERIFY_CA && !mode->bad &&
+	    !global_seen(p, "auth_type")->bad)
+		report(p, global_seen(p, "auth_type")->line,
+		       "auth_type cert needs client_tls_sslmode verify-ca or verify-full (it is %s)",
+		       config_tls_sslmode_name(cfg->client_tls_sslmode));
 	check_file_key(p, "client_tls_cert_file");
 	check_file_key(p, "client_tls_key_file");
 	check_file_key(p, "client_tls_ca_file");

@@ -8,7 +8,10 @@
 #include <stdint.h>
 
 enum pool_mode { POOL_MODE_TRANSACTION, POOL_MODE_SESSION };
-enum auth_type { AUTH_SCRAM_SHA_256, AUTH_MD5, AUTH_TRUST };
+/* cert: the client's TLS certificate (verified against client_tls_ca_file)
+ * must name the user in its CommonName; the auth_file still supplies the
+ * password pgmux logs in to the server with. */
+enum auth_type { AUTH_SCRAM_SHA_256, AUTH_MD5, AUTH_TRUST, AUTH_CERT };
 /* What transaction pooling does with a statement that leaves session state
  * pgmux cannot move to another server connection (SQL PREPARE, temp
  * objects, session advisory locks, LISTEN, WITH HOLD cursors, LOAD,
@@ -52,7 +55,8 @@ struct config {
 	int workers;                   /* event-loop threads; 0 in the file = one per CPU (resolved) */
 	enum pool_mode pool_mode;      /* default transaction */
 	enum session_pinning session_pinning; /* default allow; per database unless overridden */
-	enum auth_type auth_type;      /* default scram-sha-256 */
+	enum auth_type auth_type;      /* default scram-sha-256; cert needs client_tls_sslmode
+					* verify-ca or verify-full */
 	char *auth_file;               /* owned: resolved against the config's directory; NULL if unset */
 	int max_client_conn;           /* default 10000 */
 	int default_pool_size;         /* default 20 */

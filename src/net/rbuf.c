@@ -15,6 +15,17 @@
 static void read_cb(evutil_socket_t fd, short what, void *arg)
 {
 	struct rbuf *rb = arg;
+	if (rb->peek) {
+		unsigned char first;
+		ssize_t p = recv(fd, &first, 1, MSG_PEEK);
+		if (p < 0 && (errno == EAGAIN || errno == EWOULDBLOCK || errno == EINTR))
+			return;
+		rbuf_peek_fn fn = rb->peek;
+		rb->peek = NULL;
+		if (p == 1 && fn(rb->bev, first, rb->arg))
+			return;
+		/* EOF or an error: the read below reports it */
+	}
 	struct evbuffer *in = bufferevent_get_input(rb->bev);
 	/* read into the stack and append: evbuffer_reserve_space would allocate
 	 * (and, once drained, free) a READ_CHUNK chain per read, and freeing that
@@ -52,6 +63,7 @@ int rbuf_attach(struct rbuf *rb, struct worker *w, struct bufferevent *bev, rbuf
 	rb->event_cb = ecb;
 	rb->arg = arg;
 	rb->on = false;
+	rb->peek = NULL;
 	rb->tls = tls_is_tls(bev);
 	if (rb->tls) {
 		rb->ev = NULL;
@@ -116,4 +128,10 @@ void rbuf_stop(struct rbuf *rb)
 		event_del(rb->ev);
 		rb->on = false;
 	}
+}
+
+void rbuf_peek_first(struct rbuf *rb, rbuf_peek_fn fn)
+{
+	if (!rb->tls)
+		rb->peek = fn;
 }

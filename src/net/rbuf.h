@@ -19,6 +19,9 @@ struct worker;
 
 typedef void (*rbuf_read_fn)(struct bufferevent *bev, void *arg);
 typedef void (*rbuf_event_fn)(struct bufferevent *bev, short what, void *arg);
+/* Sees the first byte a socket has to give before anything is read; returns
+ * true if it took the socket over (the rbuf may be detached by then). */
+typedef bool (*rbuf_peek_fn)(struct bufferevent *bev, unsigned char first, void *arg);
 
 struct rbuf {
 	struct bufferevent *bev; /* borrowed: its input buffer receives the bytes */
@@ -28,6 +31,7 @@ struct rbuf {
 	void *arg;
 	bool on;                 /* the read event is added (TLS: EV_READ enabled) */
 	bool tls;                /* bev is a TLS bufferevent: it reads itself */
+	rbuf_peek_fn peek;       /* once: called with the first byte before it is read */
 };
 
 /* Read BEV's socket on W's base. Starts stopped. Returns 0 / -1. */
@@ -41,3 +45,6 @@ void rbuf_start(struct rbuf *rb);
  * bytes added. */
 size_t rbuf_read_pending(struct rbuf *rb);
 void rbuf_stop(struct rbuf *rb);
+/* Before the next read, show FN the first byte waiting on the socket
+ * (recv MSG_PEEK: one more system call, once). Plain sockets only. */
+void rbuf_peek_first(struct rbuf *rb, rbuf_peek_fn fn);

@@ -42,6 +42,20 @@ static void set_err(char *err, size_t errlen, const char *what, const char *path
 		snprintf(err, errlen, "%s: %s", what, e ? reason : "invalid");
 }
 
+/* ALPN: "postgresql" or nothing. A client that offers ALPN without it is
+ * refused with no_application_protocol, as PostgreSQL 17 does. */
+static int alpn_select(SSL *ssl, const unsigned char **out, unsigned char *outlen,
+		       const unsigned char *in, unsigned int inlen, void *arg)
+{
+	static const unsigned char pg[] = "\x0apostgresql";
+	(void)ssl;
+	(void)arg;
+	if (SSL_select_next_proto((unsigned char **)out, outlen, pg, sizeof(pg) - 1, in, inlen) ==
+	    OPENSSL_NPN_NEGOTIATED)
+		return SSL_TLSEXT_ERR_OK;
+	return SSL_TLSEXT_ERR_ALERT_FATAL;
+}
+
 SSL_CTX *tls_accept_ctx_new(const struct config *cfg, char *err, size_t errlen)
 {
 	err[0] = '\0';
@@ -105,6 +119,7 @@ SSL_CTX *tls_accept_ctx_new(const struct config *cfg, char *err, size_t errlen)
 	/* session resumption: stateless tickets (TLS 1.3 and 1.2) with keys
 	 * OpenSSL makes per context, and a server-side cache for TLS 1.2
 	 * session ids */
+	SSL_CTX_set_alpn_select_cb(ctx, alpn_select, NULL);
 	SSL_CTX_set_session_id_context(ctx, (const unsigned char *)"pgmux", 5);
 	SSL_CTX_set_session_cache_mode(ctx, SSL_SESS_CACHE_SERVER);
 	SSL_CTX_set_timeout(ctx, 3600);
@@ -211,4 +226,37 @@ size_t tls_server_end_point(struct bufferevent *bev, unsigned char *out, size_t 
 		return 0;
 	memcpy(out, hash, n);
 	return n;
+}
+
+bool tls_alpn_postgresql(struct bufferevent *bev)
+{
+	SSL *ssl = bev ? bufferevent_openssl_get_ssl(bev) : NULL;
+	const unsigned char *p = NULL;
+	unsigned int n = 0;
+	if (ssl)
+		SSL_get0_alpn_selected(ssl, &p, &n);
+	return n == 10 && memcmp(p, "postgresql", 10) == 0;
+}
+
+int tls_peer_cn(struct bufferevent *bev, char *buf, size_t len)
+{
+	SSL *ssl = bev ? bufferevent_openssl_get_ssl(bev) : NULL;
+	X509 *cert = ssl ? SSL_get0_peer_certificate(ssl) : NULL;
+	if (!cert || SSL_get_verify_result(ssl) != X509_V_OK)
+		return -1;
+	X509_NAME *name = X509_get_subject_name(cert);
+	int i = name ? X509_NAME_get_index_by_NID(name, NID_commonName, -1) : -1;
+	if (i < 0)
+		return -1;
+	const ASN1_STRING *d = X509_NAME_ENTRY_get_data(X509_NAME_get_entry(name, i));
+	unsigned char *utf8 = NULL;
+	int n = d ? ASN1_STRING_to_UTF8(&utf8, d) : -1;
+	int rc = -1;
+	if (n > 0 && (size_t)n < len && memchr(utf8, 0, (size_t)n) == NULL) {
+		memcpy(buf, utf8, (size_t)n);
+		buf[n] = '\0';
+		rc = 0;
+	}
+	OPENSSL_free(utf8);
+	return rc;
 }

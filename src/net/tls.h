@@ -30,6 +30,11 @@ bool tls_accepting(void);
 /* Release the installed context (at exit). */
 void tls_shutdown(void);
 
+/* The first byte of a TLS record carrying a handshake (a ClientHello sent
+ * at once: direct TLS). No startup packet starts with it: its length word
+ * would exceed the 10,000-byte limit. */
+#define TLS_HANDSHAKE_BYTE 0x16
+
 /* Write the single byte REPLY ('S') on FD now. 0, or -1 if it could not be
  * written at once (a fresh socket always takes one byte). */
 int tls_send_reply(int fd, char reply);
@@ -37,6 +42,15 @@ int tls_send_reply(int fd, char reply);
  * with the installed context, and then carries plaintext. Freeing it
  * closes FD and frees its SSL. NULL on failure (FD left open). */
 struct bufferevent *tls_accept_bev(struct event_base *base, int fd);
+/* Whether ALPN "postgresql" was negotiated on BEV (required of a direct TLS
+ * connection, PostgreSQL 17's sslnegotiation=direct; a client offering
+ * other protocols only is refused in the handshake). */
+bool tls_alpn_postgresql(struct bufferevent *bev);
+/* The CommonName of the certificate the client on BEV presented, if it
+ * presented one and it verified: 0 with the name in BUF, or -1 (no TLS,
+ * no certificate, not verified, no CN, a CN with a NUL byte or longer
+ * than LEN - 1). */
+int tls_peer_cn(struct bufferevent *bev, char *buf, size_t len);
 /* Whether BEV is a TLS bufferevent. */
 bool tls_is_tls(struct bufferevent *bev);
 /* The first OpenSSL error queued on BEV ("" if none), for logs. */

@@ -53,6 +53,7 @@ struct login {
 	struct scram_server *scram;   /* owned */
 	uint8_t cb[SCRAM_CB_MAX];     /* tls-server-end-point: SCRAM-SHA-256-PLUS offered */
 	size_t cb_len;                /* 0: not offered (plaintext, or no usable hash) */
+	bool direct_tls;              /* TLS began with the first byte (no SSLRequest) */
 };
 
 static int nclients_total; /* atomic: clients on all workers */
@@ -66,6 +67,7 @@ int client_count(void)
 static void client_read_cb(struct bufferevent *bev, void *arg);
 static void client_write_cb(struct bufferevent *bev, void *arg);
 static void client_event_cb(struct bufferevent *bev, short what, void *arg);
+static bool client_first_byte(struct bufferevent *bev, unsigned char first, void *arg);
 
 static const char *cstate_name(enum client_state st)
 {
@@ -272,6 +274,8 @@ void client_accept(struct worker *w, int fd, const char *addr)
 	}
 	struct timeval tv = {cfg->client_login_timeout, 0};
 	evtimer_add(c->timer, &tv);
+	if (tls_accepting())
+		rbuf_peek_first(&c->rb, client_first_byte);
 	rbuf_start(&c->rb);
 }
 
@@ -401,6 +405,28 @@ static void start_auth(struct client *c)
 		login_ok(c);
 		return;
 	}
+	if (cfg->auth_type == AUTH_CERT) {
+		/* the handshake verified the certificate (verify-ca/-full); its CN
+		 * must be the user, as PostgreSQL's cert method wants, and the
+		 * user must be in the auth_file (pgmux logs in to the server with
+		 * its password) */
+		char cn[256];
+		bool has_cert = tls_peer_cn(c->bev, cn, sizeof(cn)) == 0;
+		if (!has_cert || !sec || strcmp(cn, cuser(c)) != 0) {
+			log_warn("client_login_failed",
+				 "db=%s user=%s addr=%s sqlstate=28000 reason=%s", cdb(c), cuser(c),
+				 c->addr, !has_cert ? "no_certificate" : !sec ? "no_such_user" : "cn_mismatch");
+			if (!has_cert)
+				client_close(c, "28000", "cert_auth_failed",
+					     "connection requires a valid client certificate");
+			else
+				client_close(c, "28000", "cert_auth_failed",
+					     "certificate authentication failed for user \"%s\"", cuser(c));
+			return;
+		}
+		login_ok(c);
+		return;
+	}
 	/* md5 needs a plain or md5 secret; SCRAM needs a plain or SCRAM one. Fall
 	 * back to whichever the stored secret allows, as PgBouncer does. */
 	bool use_md5 = cfg->auth_type == AUTH_MD5;
@@ -477,10 +503,33 @@ static int check_params(struct client *c)
 	return 0;
 }
 
-/* After an SSLRequest: answer 'S' and go on over TLS on the same socket.
- * Bytes already read after the SSLRequest were sent in plaintext before
- * the handshake, where a man in the middle could have put them: refused,
- * as PostgreSQL refuses them (CVE-2021-23214). */
+/* Go on over TLS on the same socket: the plaintext bufferevent goes
+ * (closing its fd), a TLS one carries on over a duplicate. */
+static int upgrade_tls(struct client *c)
+{
+	int fd = bufferevent_getfd(c->bev), tfd = dup(fd);
+	struct bufferevent *tbev = tfd >= 0 ? tls_accept_bev(c->worker->base, tfd) : NULL;
+	if (!tbev) {
+		if (tfd >= 0)
+			close(tfd);
+		return -1;
+	}
+	rbuf_detach(&c->rb);
+	wbuf_detach(&c->wb);
+	bufferevent_free(c->bev);
+	c->bev = tbev;
+	bufferevent_setcb(tbev, client_read_cb, client_write_cb, client_event_cb, c);
+	if (wbuf_attach(&c->wb, c->worker, tbev) < 0 ||
+	    rbuf_attach(&c->rb, c->worker, tbev, client_read_cb, client_event_cb, c) < 0)
+		return -1;
+	rbuf_start(&c->rb);
+	return 0;
+}
+
+/* After an SSLRequest: answer 'S' and go on over TLS. Bytes already read
+ * after the SSLRequest were sent in plaintext before the handshake, where a
+ * man in the middle could have put them: refused, as PostgreSQL refuses
+ * them (CVE-2021-23214). */
 static void start_tls(struct client *c)
 {
 	struct evbuffer *in = bufferevent_get_input(c->bev);
@@ -490,29 +539,23 @@ static void start_tls(struct client *c)
 		return;
 	}
 	wbuf_flush(&c->wb);
-	int fd = bufferevent_getfd(c->bev), tfd = -1;
-	struct bufferevent *tbev = NULL;
 	if (evbuffer_get_length(bufferevent_get_output(c->bev)) > 0 ||
-	    tls_send_reply(fd, 'S') < 0 || (tfd = dup(fd)) < 0 ||
-	    !(tbev = tls_accept_bev(c->worker->base, tfd))) {
-		if (tfd >= 0)
-			close(tfd);
+	    tls_send_reply(bufferevent_getfd(c->bev), 'S') < 0 || upgrade_tls(c) < 0)
 		client_close(c, NULL, "tls_setup_failed", NULL);
-		return;
-	}
-	/* the plaintext bufferevent goes (closing FD), the TLS one carries on
-	 * over the duplicate */
-	rbuf_detach(&c->rb);
-	wbuf_detach(&c->wb);
-	bufferevent_free(c->bev);
-	c->bev = tbev;
-	bufferevent_setcb(tbev, client_read_cb, client_write_cb, client_event_cb, c);
-	if (wbuf_attach(&c->wb, c->worker, tbev) < 0 ||
-	    rbuf_attach(&c->rb, c->worker, tbev, client_read_cb, client_event_cb, c) < 0) {
-		client_close(c, NULL, "out_of_memory", NULL);
-		return;
-	}
-	rbuf_start(&c->rb);
+}
+
+/* The connection's first byte, before anything is read: a TLS handshake
+ * record is PostgreSQL 17's direct TLS (no SSLRequest), which must
+ * negotiate ALPN "postgresql" (checked once the handshake is done). */
+static bool client_first_byte(struct bufferevent *bev, unsigned char first, void *arg)
+{
+	struct client *c = arg;
+	if (first != TLS_HANDSHAKE_BYTE || !tls_accepting())
+		return false;
+	c->login->direct_tls = true;
+	if (upgrade_tls(c) < 0)
+		client_close(c, NULL, "tls_setup_failed", NULL);
+	return true;
 }
 
 static void handle_startup(struct client *c, const uint8_t *data, size_t len)
@@ -654,6 +697,13 @@ static void handle_password(struct client *c, const uint8_t *body, size_t len)
 static void login_read(struct client *c)
 {
 	struct evbuffer *in = bufferevent_get_input(c->bev);
+	if (c->login->direct_tls && !tls_alpn_postgresql(c->bev)) {
+		log_info("protocol_error", "addr=%s reason=direct_tls_without_alpn", c->addr);
+		client_close(c, "08P01", "bad_startup",
+			     "received direct SSL connection request without ALPN protocol "
+			     "negotiation extension");
+		return;
+	}
 	while (c->state == CL_LOGIN) {
 		size_t avail = evbuffer_get_length(in);
 		if (c->login->phase == LG_STARTUP) {

@@ -58,6 +58,7 @@ def certs(tmp_path_factory):
     _issue(d, "server_dns", "localhost", "ca", san="DNS:localhost")
     _issue(d, "client_app", "app", "ca")
     _issue(d, "client_other", "app", "otherca")
+    _issue(d, "client_app2", "app2", "ca")
     return d
 
 
@@ -490,3 +491,99 @@ def test_psql_channel_binding_require(pg, pgmux, certs):
     r = psql(mux2, "SELECT current_user", certs, sslmode="verify-full", host="localhost",
              channel_binding="require")
     assert r.returncode == 0 and r.stdout.strip() == "app", r.stderr
+
+
+# --------------------------------------------------------------------------
+# Direct TLS (PostgreSQL 17's sslnegotiation=direct): a ClientHello first,
+# with ALPN "postgresql"; psql 15 cannot, so a raw client does it
+
+
+def direct_wire(mux, certs, alpn):
+    w = mux.wire()
+    ctx = ssl.create_default_context(cafile=str(certs / "ca.crt"))
+    ctx.check_hostname = False
+    if alpn is not None:
+        ctx.set_alpn_protocols(alpn)
+    w.sock = ctx.wrap_socket(w.sock, server_hostname="localhost")
+    return w
+
+
+def test_direct_tls_with_alpn(pgmux, certs):
+    mux = pgmux(**tls_settings(certs, "require"))
+    w = direct_wire(mux, certs, ["postgresql"])
+    assert w.sock.selected_alpn_protocol() == "postgresql"
+    w.login("app", DB, password=PASSWORDS["app"])
+    assert w.check_query("SELECT 8").scalar() == "8"
+    w.close()
+    # the same port still takes SSLRequest and plaintext
+    rc, out = conninfo(mux, certs, sslmode="require")
+    assert rc == 0 and "SSL connection" in out, out
+    mux.wait_for_log(r"client_login .*tls=TLSv1\.3/")
+
+
+def test_direct_tls_without_alpn_is_refused(pgmux, certs):
+    mux = pgmux(**tls_settings(certs, "prefer"))
+    # no ALPN at all: the handshake completes, then pgmux refuses in TLS
+    w = direct_wire(mux, certs, None)
+    w.send(pgwire.startup_packet({"user": "app", "database": DB}))
+    msgs, closed = w.read_until_close(5)
+    assert closed and msgs and msgs[0][0] == "E", msgs
+    f = pgwire.parse_error_fields(msgs[0][1])
+    assert f["C"] == "08P01" and "without ALPN" in f["M"], f
+    # ALPN offered, but not postgresql: no_application_protocol alert
+    with pytest.raises(ssl.SSLError) as ei:
+        direct_wire(mux, certs, ["http/1.1"])
+    assert "no application protocol" in str(ei.value), ei.value
+    mux.assert_serves()
+
+
+def test_direct_tls_when_tls_is_off(pgmux, certs):
+    """client_tls_sslmode = disable: a ClientHello is no startup packet."""
+    mux = pgmux()
+    w = mux.wire()
+    ctx = ssl.create_default_context(cafile=str(certs / "ca.crt"))
+    ctx.check_hostname = False
+    ctx.set_alpn_protocols(["postgresql"])
+    with pytest.raises((ssl.SSLError, OSError)):
+        ctx.wrap_socket(w.sock, server_hostname="localhost")
+    mux.wait_for_log(r"protocol_error .*bad_startup_length")
+    mux.assert_serves()
+
+
+
+# --------------------------------------------------------------------------
+# auth_type = cert: the certificate's CommonName is the user name
+
+
+def test_cert_auth(pgmux, certs):
+    mux = pgmux(auth_type="cert", **tls_settings(certs, "verify-full"))
+    # no password is asked for: a wrong one in the environment changes nothing
+    r = psql(mux, "SELECT current_user", certs, sslmode="verify-full", host="localhost",
+             sslcert=certs / "client_app.crt", sslkey=certs / "client_app.key")
+    assert r.returncode == 0 and r.stdout.strip() == "app", r.stderr
+    # the certificate names another user
+    r = psql(mux, "SELECT 1", certs, sslmode="require", sslcert=certs / "client_app2.crt",
+             sslkey=certs / "client_app2.key")
+    assert r.returncode != 0 and 'certificate authentication failed for user "app"' in r.stderr, \
+        r.stderr
+    mux.wait_for_log(r"client_login_failed .*sqlstate=28000 reason=cn_mismatch")
+    # CN app2 logs in as app2, whose password pgmux has for the server
+    r = psql(mux, "SELECT current_user", certs, user="app2", sslmode="require",
+             sslcert=certs / "client_app2.crt", sslkey=certs / "client_app2.key")
+    assert r.returncode == 0 and r.stdout.strip() == "app2", r.stderr
+    # transaction pooling goes on as with any login
+    with mux.connect(sslmode="require", sslrootcert=certs / "ca.crt",
+                     sslcert=certs / "client_app.crt", sslkey=certs / "client_app.key",
+                     password="not-the-password") as c:
+        for i in range(5):
+            assert c.execute("SELECT %s::int", (i,)).fetchone()[0] == i
+
+
+def test_cert_auth_needs_verified_client_certificates(pgmux, certs, tmp_path):
+    mux = pgmux()
+    inst = harness.Pgmux(mux.pg, tmp_path / "c", auth_type="cert", **tls_settings(certs, "require"))
+    r = subprocess.run([harness.PGMUX_BIN, "--check", str(inst.config_path)], capture_output=True,
+                       text=True, timeout=10)
+    assert r.returncode == 1
+    assert "auth_type cert needs client_tls_sslmode verify-ca or verify-full" in r.stderr, r.stderr
+    assert ":%d:" % _line(inst, "auth_type") in r.stderr

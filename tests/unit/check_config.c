@@ -339,7 +339,7 @@ static const struct {
 	{ "bad_connect_timeout_zero.ini", 3, "server_connect_timeout: 0 is out of range (1..2147483)" },
 	{ "bad_login_timeout_zero.ini", 3, "client_login_timeout: 0 is out of range (1..2147483)" },
 	{ "bad_pool_mode.ini", 3, "pool_mode: invalid value 'statement' (accepted: transaction, session)" },
-	{ "bad_auth_type.ini", 2, "auth_type: invalid value 'password' (accepted: scram-sha-256, md5, trust)" },
+	{ "bad_auth_type.ini", 2, "auth_type: invalid value 'password' (accepted: scram-sha-256, md5, trust, cert)" },
 	{ "bad_log_level.ini", 3, "log_level: invalid value 'verbose' (accepted: error, warn, info, debug)" },
 	{ "bad_session_pinning.ini", 3, "session_pinning: invalid value 'pin' (accepted: allow, deny)" },
 	{ "bad_session_pinning_db.ini", 6, "session_pinning: invalid value 'never' (accepted: allow, deny)" },
@@ -374,6 +374,8 @@ static const struct {
 	{ "bad_tls_protocols.ini", 3, "client_tls_protocols: expected secure, all, legacy or a list "
 	  "of tlsv1.2 and tlsv1.3" },
 	{ "bad_tls_sslmode.ini", 3, "client_tls_sslmode" },
+	{ "bad_cert_auth_mode.ini", 2, "auth_type cert needs client_tls_sslmode verify-ca or "
+	  "verify-full (it is require)" },
 };
 
 START_TEST(test_bad)
@@ -730,6 +732,7 @@ START_TEST(test_names)
 	ck_assert_str_eq(config_auth_type_name(AUTH_SCRAM_SHA_256), "scram-sha-256");
 	ck_assert_str_eq(config_auth_type_name(AUTH_MD5), "md5");
 	ck_assert_str_eq(config_auth_type_name(AUTH_TRUST), "trust");
+	ck_assert_str_eq(config_auth_type_name(AUTH_CERT), "cert");
 	ck_assert_str_eq(config_session_pinning_name(PINNING_ALLOW), "allow");
 	ck_assert_str_eq(config_session_pinning_name(PINNING_DENY), "deny");
 	ck_assert_str_eq(config_session_pinning_name((enum session_pinning)2), "unknown");
