@@ -72,6 +72,10 @@ static int load_all(const char *path)
 	if (!ctx && err[0])
 		print_error(&errors, m.cfg->path, 0, err);
 	tls_accept_ctx_install(ctx);
+	ctx = tls_connect_ctx_new(m.cfg, err, sizeof(err));
+	if (!ctx && err[0])
+		print_error(&errors, m.cfg->path, 0, err);
+	tls_connect_ctx_install(ctx, m.cfg->server_tls_sslmode == TLS_VERIFY_FULL);
 	return errors ? -1 : 0;
 }
 

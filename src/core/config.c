@@ -159,6 +159,12 @@ static const struct opt global_opts[] = {
 	G_PATH(client_tls_ca_file),
 	G_STR(client_tls_protocols, "secure"),
 	G_STR(client_tls_ciphers, "default"),
+	G_ENUM(server_tls_sslmode, tls_sslmode_names, TLS_PREFER),
+	G_PATH(server_tls_ca_file),
+	G_PATH(server_tls_cert_file),
+	G_PATH(server_tls_key_file),
+	G_STR(server_tls_protocols, "secure"),
+	G_STR(server_tls_ciphers, "default"),
 };
 
 /* [database.NAME] */
@@ -795,6 +801,31 @@ static void check_client_tls(struct parser *p)
 	check_file_key(p, "client_tls_ca_file");
 }
 
+static void check_server_tls(struct parser *p)
+{
+	struct config *cfg = p->cfg;
+	const struct seen *mode = global_seen(p, "server_tls_sslmode");
+	const struct seen *protos = global_seen(p, "server_tls_protocols");
+	const struct seen *cert = global_seen(p, "server_tls_cert_file");
+	const struct seen *key = global_seen(p, "server_tls_key_file");
+	int min, max;
+
+	if (config_tls_protocols(cfg->server_tls_protocols, &min, &max) < 0)
+		report(p, protos->line,
+		       "server_tls_protocols: expected secure, all, legacy or a list of tlsv1.2 "
+		       "and tlsv1.3 (pgmux speaks no TLS below 1.2)");
+	if (cfg->server_tls_sslmode >= TLS_VERIFY_CA && !mode->bad && !cfg->server_tls_ca_file &&
+	    !global_seen(p, "server_tls_ca_file")->bad)
+		report(p, mode->line, "server_tls_ca_file is required when server_tls_sslmode is %s",
+		       config_tls_sslmode_name(cfg->server_tls_sslmode));
+	if (!cfg->server_tls_cert_file != !cfg->server_tls_key_file && !cert->bad && !key->bad)
+		report(p, cfg->server_tls_cert_file ? cert->line : key->line,
+		       "server_tls_cert_file and server_tls_key_file go together");
+	check_file_key(p, "server_tls_ca_file");
+	check_file_key(p, "server_tls_cert_file");
+	check_file_key(p, "server_tls_key_file");
+}
+
 static void resolve_workers(struct config *cfg)
 {
 	long n;
@@ -812,6 +843,7 @@ static void validate(struct parser *p)
 	check_pool_sizes(p);
 	check_auth_file(p);
 	check_client_tls(p);
+	check_server_tls(p);
 	if (p->cfg->ndbs == 0)
 		report(p, 0, "no [" DB_PREFIX "NAME] section: clients have nothing to connect to");
 	resolve_workers(p->cfg);

@@ -88,6 +88,12 @@ struct config {
 	char *client_tls_ca_file;      /* owned, absolute: CAs for client certificates; NULL */
 	char *client_tls_protocols;    /* owned: default "secure" (TLS 1.2 and 1.3) */
 	char *client_tls_ciphers;      /* owned: default "default" */
+	enum tls_sslmode server_tls_sslmode; /* libpq's sslmode meanings; default prefer */
+	char *server_tls_ca_file;      /* owned, absolute: CAs that sign server certificates */
+	char *server_tls_cert_file;    /* owned, absolute: client certificate towards servers */
+	char *server_tls_key_file;     /* owned, absolute: its key */
+	char *server_tls_protocols;    /* owned: default "secure" */
+	char *server_tls_ciphers;      /* owned: default "default" */
 
 	struct config_db *dbs;         /* owned array of ndbs */
 	int ndbs;                      /* entries in dbs; at least 1 in a loaded config */

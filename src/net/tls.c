@@ -12,7 +12,9 @@
 #include <openssl/ssl.h>
 #include <openssl/x509.h>
 #include <stdio.h>
+#include <arpa/inet.h>
 #include <string.h>
+#include <openssl/x509v3.h>
 #include <sys/socket.h>
 #include <unistd.h>
 
@@ -56,6 +58,63 @@ static int alpn_select(SSL *ssl, const unsigned char **out, unsigned char *outle
 	return SSL_TLSEXT_ERR_ALERT_FATAL;
 }
 
+/* What both sides' contexts share: protocols, options, ciphers and, when
+ * CERT is set, a certificate and key. SIDE ("client" or "server") names the
+ * settings in errors. Returns 0, or -1 with ERR set. */
+static int ctx_common(SSL_CTX *ctx, const char *side, const char *protocols, const char *ciphers,
+		      const char *cert, const char *key, char *err, size_t errlen)
+{
+	char what[64];
+	int min = TLS1_2_VERSION, max = TLS1_3_VERSION;
+	if (config_tls_protocols(protocols, &min, &max) < 0) {
+		snprintf(err, errlen, "%s_tls_protocols: unsupported value", side);
+		return -1;
+	}
+	SSL_CTX_set_min_proto_version(ctx, min);
+	SSL_CTX_set_max_proto_version(ctx, max);
+	SSL_CTX_set_options(ctx, SSL_OP_NO_RENEGOTIATION | SSL_OP_NO_COMPRESSION |
+					 SSL_OP_CIPHER_SERVER_PREFERENCE);
+	/* bufferevent_openssl writes a buffer's chunks one SSL_write each and
+	 * may retry with another pointer after SSL_ERROR_WANT_WRITE */
+	SSL_CTX_set_mode(ctx, SSL_MODE_ACCEPT_MOVING_WRITE_BUFFER | SSL_MODE_RELEASE_BUFFERS);
+	if (SSL_CTX_set_cipher_list(ctx, cipher_list(ciphers)) != 1) {
+		snprintf(what, sizeof(what), "%s_tls_ciphers", side);
+		set_err(err, errlen, what, NULL);
+		return -1;
+	}
+	if (!cert)
+		return 0;
+	if (SSL_CTX_use_certificate_chain_file(ctx, cert) != 1) {
+		snprintf(what, sizeof(what), "%s_tls_cert_file", side);
+		set_err(err, errlen, what, cert);
+		return -1;
+	}
+	if (SSL_CTX_use_PrivateKey_file(ctx, key, SSL_FILETYPE_PEM) != 1 ||
+	    SSL_CTX_check_private_key(ctx) != 1) {
+		unsigned long e = ERR_peek_last_error();
+		if (ERR_GET_LIB(e) == ERR_LIB_X509 && ERR_GET_REASON(e) == X509_R_KEY_VALUES_MISMATCH) {
+			snprintf(err, errlen, "%s_tls_key_file %s does not match %s_tls_cert_file", side,
+				 key, side);
+			ERR_clear_error();
+		} else {
+			snprintf(what, sizeof(what), "%s_tls_key_file", side);
+			set_err(err, errlen, what, key);
+		}
+		return -1;
+	}
+	return 0;
+}
+
+static int ctx_load_ca(SSL_CTX *ctx, const char *side, const char *ca, char *err, size_t errlen)
+{
+	char what[64];
+	if (SSL_CTX_load_verify_locations(ctx, ca, NULL) == 1)
+		return 0;
+	snprintf(what, sizeof(what), "%s_tls_ca_file", side);
+	set_err(err, errlen, what, ca);
+	return -1;
+}
+
 SSL_CTX *tls_accept_ctx_new(const struct config *cfg, char *err, size_t errlen)
 {
 	err[0] = '\0';
@@ -66,45 +125,12 @@ SSL_CTX *tls_accept_ctx_new(const struct config *cfg, char *err, size_t errlen)
 		set_err(err, errlen, "client TLS", NULL);
 		return NULL;
 	}
-	int min = TLS1_2_VERSION, max = TLS1_3_VERSION;
-	if (config_tls_protocols(cfg->client_tls_protocols, &min, &max) < 0) {
-		snprintf(err, errlen, "client_tls_protocols: unsupported value");
+	if (ctx_common(ctx, "client", cfg->client_tls_protocols, cfg->client_tls_ciphers,
+		       cfg->client_tls_cert_file, cfg->client_tls_key_file, err, errlen) < 0)
 		goto fail;
-	}
-	SSL_CTX_set_min_proto_version(ctx, min);
-	SSL_CTX_set_max_proto_version(ctx, max);
-	SSL_CTX_set_options(ctx, SSL_OP_NO_RENEGOTIATION | SSL_OP_NO_COMPRESSION |
-					 SSL_OP_CIPHER_SERVER_PREFERENCE);
-	/* bufferevent_openssl writes a buffer's chunks one SSL_write each and
-	 * may retry with another pointer after SSL_ERROR_WANT_WRITE */
-	SSL_CTX_set_mode(ctx, SSL_MODE_ACCEPT_MOVING_WRITE_BUFFER | SSL_MODE_RELEASE_BUFFERS);
-	if (SSL_CTX_set_cipher_list(ctx, cipher_list(cfg->client_tls_ciphers)) != 1) {
-		set_err(err, errlen, "client_tls_ciphers", NULL);
-		goto fail;
-	}
-	if (SSL_CTX_use_certificate_chain_file(ctx, cfg->client_tls_cert_file) != 1) {
-		set_err(err, errlen, "client_tls_cert_file", cfg->client_tls_cert_file);
-		goto fail;
-	}
-	if (SSL_CTX_use_PrivateKey_file(ctx, cfg->client_tls_key_file, SSL_FILETYPE_PEM) != 1) {
-		unsigned long e = ERR_peek_last_error();
-		if (ERR_GET_LIB(e) == ERR_LIB_X509 && ERR_GET_REASON(e) == X509_R_KEY_VALUES_MISMATCH)
-			snprintf(err, errlen, "client_tls_key_file %s does not match client_tls_cert_file",
-				 cfg->client_tls_key_file);
-		else
-			set_err(err, errlen, "client_tls_key_file", cfg->client_tls_key_file);
-		goto fail;
-	}
-	if (SSL_CTX_check_private_key(ctx) != 1) {
-		set_err(err, errlen, "client_tls_key_file does not match client_tls_cert_file",
-			NULL);
-		goto fail;
-	}
 	if (cfg->client_tls_ca_file) {
-		if (SSL_CTX_load_verify_locations(ctx, cfg->client_tls_ca_file, NULL) != 1) {
-			set_err(err, errlen, "client_tls_ca_file", cfg->client_tls_ca_file);
+		if (ctx_load_ca(ctx, "client", cfg->client_tls_ca_file, err, errlen) < 0)
 			goto fail;
-		}
 		STACK_OF(X509_NAME) *names = SSL_load_client_CA_file(cfg->client_tls_ca_file);
 		if (names)
 			SSL_CTX_set_client_CA_list(ctx, names);
@@ -130,7 +156,38 @@ fail:
 	return NULL;
 }
 
-static SSL_CTX *accept_ctx; /* atomic: the installed context, or NULL */
+SSL_CTX *tls_connect_ctx_new(const struct config *cfg, char *err, size_t errlen)
+{
+	err[0] = '\0';
+	if (cfg->server_tls_sslmode <= TLS_ALLOW)
+		return NULL;
+	SSL_CTX *ctx = SSL_CTX_new(TLS_client_method());
+	if (!ctx) {
+		set_err(err, errlen, "server TLS", NULL);
+		return NULL;
+	}
+	if (ctx_common(ctx, "server", cfg->server_tls_protocols, cfg->server_tls_ciphers,
+		       cfg->server_tls_cert_file, cfg->server_tls_key_file, err, errlen) < 0)
+		goto fail;
+	if (cfg->server_tls_ca_file && ctx_load_ca(ctx, "server", cfg->server_tls_ca_file, err,
+						   errlen) < 0)
+		goto fail;
+	/* libpq's meanings: verify-ca and verify-full check the chain (and
+	 * require does too when a CA file is given, as libpq does with a root
+	 * certificate present); verify-full checks the name per connection */
+	bool verify = cfg->server_tls_sslmode >= TLS_VERIFY_CA ||
+		      (cfg->server_tls_sslmode == TLS_REQUIRE && cfg->server_tls_ca_file);
+	SSL_CTX_set_verify(ctx, verify ? SSL_VERIFY_PEER : SSL_VERIFY_NONE, NULL);
+	return ctx;
+fail:
+	ERR_clear_error();
+	SSL_CTX_free(ctx);
+	return NULL;
+}
+
+static SSL_CTX *accept_ctx;  /* atomic: the installed context, or NULL */
+static SSL_CTX *connect_ctx; /* atomic: likewise for server connections */
+static bool verify_server_name; /* written before the workers start */
 
 void tls_accept_ctx_install(SSL_CTX *ctx)
 {
@@ -138,6 +195,51 @@ void tls_accept_ctx_install(SSL_CTX *ctx)
 	 * lives until its last connection is freed */
 	SSL_CTX *old = __atomic_exchange_n(&accept_ctx, ctx, __ATOMIC_ACQ_REL);
 	SSL_CTX_free(old);
+}
+
+void tls_connect_ctx_install(SSL_CTX *ctx, bool verify_name)
+{
+	__atomic_store_n(&verify_server_name, verify_name, __ATOMIC_RELAXED);
+	SSL_CTX *old = __atomic_exchange_n(&connect_ctx, ctx, __ATOMIC_ACQ_REL);
+	SSL_CTX_free(old);
+}
+
+bool tls_connecting(void)
+{
+	return __atomic_load_n(&connect_ctx, __ATOMIC_ACQUIRE) != NULL;
+}
+
+SSL *tls_connect_ssl(const char *host)
+{
+	SSL_CTX *ctx = __atomic_load_n(&connect_ctx, __ATOMIC_ACQUIRE);
+	SSL *ssl = ctx ? SSL_new(ctx) : NULL;
+	if (!ssl)
+		return NULL;
+	unsigned char addr[16];
+	bool is_ip = inet_pton(AF_INET, host, addr) == 1 || inet_pton(AF_INET6, host, addr) == 1;
+	int ok = 1;
+	/* SNI for a name, as libpq sends it (never for an address) */
+	if (!is_ip)
+		ok = SSL_set_tlsext_host_name(ssl, host);
+	if (ok && __atomic_load_n(&verify_server_name, __ATOMIC_RELAXED)) {
+		X509_VERIFY_PARAM *param = SSL_get0_param(ssl);
+		X509_VERIFY_PARAM_set_hostflags(param, X509_CHECK_FLAG_NO_PARTIAL_WILDCARDS);
+		ok = is_ip ? X509_VERIFY_PARAM_set1_ip_asc(param, host) : SSL_set1_host(ssl, host);
+	}
+	if (!ok) {
+		SSL_free(ssl);
+		return NULL;
+	}
+	return ssl;
+}
+
+struct bufferevent *tls_connect_bev(struct event_base *base, int fd, SSL *ssl, bool established)
+{
+	struct bufferevent *bev = bufferevent_openssl_socket_new(
+		base, fd, ssl, established ? BUFFEREVENT_SSL_OPEN : BUFFEREVENT_SSL_CONNECTING, 0);
+	if (bev)
+		bufferevent_openssl_set_allow_dirty_shutdown(bev, 1);
+	return bev;
 }
 
 bool tls_accepting(void)
@@ -148,6 +250,7 @@ bool tls_accepting(void)
 void tls_shutdown(void)
 {
 	tls_accept_ctx_install(NULL);
+	tls_connect_ctx_install(NULL, false);
 }
 
 int tls_send_reply(int fd, char reply)

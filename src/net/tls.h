@@ -1,6 +1,8 @@
-/* TLS towards clients: the SSL_CTX built from the client_tls_* settings,
- * swappable at run time, and the upgrade of an accepted plaintext
- * connection to TLS after pgmux has answered an SSLRequest with 'S'.
+/* TLS on both sides: the SSL_CTX built from the client_tls_* settings
+ * (pgmux as a TLS server) and the one built from server_tls_* (pgmux as a
+ * TLS client of PostgreSQL), each swappable at run time; the upgrade of an
+ * accepted connection after an SSLRequest answered 'S' (or at once, for
+ * direct TLS), and of a server connection after PostgreSQL answered 'S'.
  *
  * A TLS connection is a libevent OpenSSL bufferevent over the same socket:
  * its input and output evbuffers hold plaintext, so everything above the
@@ -15,12 +17,29 @@ struct bufferevent;
 struct config;
 struct event_base;
 typedef struct ssl_ctx_st SSL_CTX;
+typedef struct ssl_st SSL;
 
 
 /* The accepting context for CFG's client_tls_* settings, refcount 1, or
  * NULL with ERR set (naming the setting) if they cannot be used. NULL with
  * ERR empty if client_tls_sslmode is disable. */
 SSL_CTX *tls_accept_ctx_new(const struct config *cfg, char *err, size_t errlen);
+
+/* The context for server connections, from server_tls_*: refcount 1, or
+ * NULL with ERR set if the settings cannot be used, or NULL with ERR empty
+ * if server_tls_sslmode is disable or allow (no SSLRequest is sent). */
+SSL_CTX *tls_connect_ctx_new(const struct config *cfg, char *err, size_t errlen);
+/* Install it (as tls_accept_ctx_install); VERIFY_NAME: verify-full, check
+ * the host name or IP against the server's certificate. */
+void tls_connect_ctx_install(SSL_CTX *ctx, bool verify_name);
+bool tls_connecting(void);
+/* A client-side SSL for a connection to HOST (SNI unless HOST is an
+ * address; the name check under verify-full). NULL on failure. */
+SSL *tls_connect_ssl(const char *host);
+/* A bufferevent on BASE running SSL over FD: the handshake towards the
+ * server, or (ESTABLISHED) one already done, when a connection moves to
+ * another worker. Freeing it closes neither FD nor SSL. */
+struct bufferevent *tls_connect_bev(struct event_base *base, int fd, SSL *ssl, bool established);
 
 /* The context new client connections use: install (takes CTX's reference;
  * the previous one is released once no connection uses it), and whether

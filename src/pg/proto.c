@@ -470,6 +470,12 @@ int proto_write_cancel(struct evbuffer *out, uint32_t pid, uint32_t key)
 	return evbuffer_add(out, v, sizeof(v));
 }
 
+int proto_write_ssl_request(struct evbuffer *out)
+{
+	uint32_t v[2] = {htonl(8), htonl(PROTO_SSL_REQUEST)};
+	return evbuffer_add(out, v, sizeof(v));
+}
+
 int proto_write_terminate(struct evbuffer *out)
 {
 	return proto_write_msg(out, 'X', NULL, 0);

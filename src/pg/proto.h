@@ -121,6 +121,8 @@ int proto_write_sasl_initial(struct evbuffer *out, const char *mech, const void 
 int proto_write_sasl_response(struct evbuffer *out, const void *data, size_t len);
 int proto_write_negotiate(struct evbuffer *out, uint32_t minor, const char *const *opts, int nopts);
 int proto_write_cancel(struct evbuffer *out, uint32_t pid, uint32_t key);
+/* SSLRequest: length 8, code 80877103. */
+int proto_write_ssl_request(struct evbuffer *out);
 int proto_write_terminate(struct evbuffer *out);
 /* StartupMessage 3.0 with NAMES[i]=VALUES[i] pairs. */
 int proto_write_startup(struct evbuffer *out, const char *const *names, const char *const *values,

@@ -177,6 +177,15 @@ struct client {
 	TAILQ_ENTRY(client) reap_entry;   /* worker's reap list */
 };
 
+enum server_tls {
+	SV_TLS_NONE,      /* plaintext (not asked for, or refused under prefer) */
+	SV_TLS_REQUESTED, /* SSLRequest sent, waiting for the one-byte answer */
+	SV_TLS_HANDSHAKE, /* 'S' received, TLS handshake in progress */
+	SV_TLS_ON,        /* handshake done */
+};
+
+typedef struct ssl_st SSL;
+
 struct server {
 	enum server_state state;
 	enum server_after after;     /* what follows the internal query */
@@ -186,6 +195,9 @@ struct server {
 	struct rbuf rb;              /* reads into bev's input (after connect) */
 	/* bev is NULL while the server is handed from one worker to another */
 	int fd;                      /* owned (bufferevent does not close it) */
+	SSL *ssl;                    /* owned: TLS towards the server, or NULL (plaintext);
+				      * the bufferevent does not free it */
+	enum server_tls tls;         /* where TLS negotiation is during login */
 	struct pool *pool;           /* borrowed */
 	struct client *client;       /* borrowed: linked client, or the login waiting on us */
 	uint32_t be_pid;             /* BackendKeyData from the server */

@@ -7,6 +7,7 @@
 
 #include "core/config.h"
 #include "core/log.h"
+#include "net/tls.h"
 #include "net/worker.h"
 #include "pg/md5.h"
 #include "pg/proto.h"
@@ -26,6 +27,7 @@
 #include <event2/bufferevent.h>
 #include <event2/event.h>
 #include <openssl/crypto.h>
+#include <openssl/ssl.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -82,6 +84,7 @@ void server_free(struct server *s)
 	}
 	if (s->bev)
 		bufferevent_free(s->bev);
+	SSL_free(s->ssl); /* after its bufferevent, which does not free it */
 	if (s->fd >= 0)
 		close(s->fd);
 	if (s->timer)
@@ -211,7 +214,8 @@ void server_detach(struct server *s)
 
 int server_attach(struct server *s, struct worker *w)
 {
-	s->bev = bufferevent_socket_new(w->base, s->fd, 0);
+	s->bev = s->ssl ? tls_connect_bev(w->base, s->fd, s->ssl, true)
+			: bufferevent_socket_new(w->base, s->fd, 0);
 	if (!s->bev)
 		return -1;
 	s->worker = w;
@@ -220,6 +224,8 @@ int server_attach(struct server *s, struct worker *w)
 	    rbuf_attach(&s->rb, w, s->bev, server_read_cb, server_event_cb, s) < 0)
 		return -1;
 	rbuf_start(&s->rb);
+	log_debug("server_moved", "db=%s user=%s be_pid=%u worker=%d tls=%s", pool_db_name(s->pool),
+		  pool_user(s->pool), s->be_pid, w->id, s->ssl ? "on" : "off");
 	return 0;
 }
 
@@ -975,6 +981,10 @@ void server_read_cb(struct bufferevent *bev, void *arg)
 		idle_readable(s);
 		return;
 	}
+	if (s->tls == SV_TLS_REQUESTED) {
+		on_tls_answer(s);
+		return;
+	}
 	for (;;) {
 		if (s->state == SV_CLOSING || s->state == SV_RELEASING || s->state == SV_RESERVED)
 			return; /* bytes wait in the input for server_take */
@@ -1065,7 +1075,10 @@ void server_event_cb(struct bufferevent *bev, short what, void *arg)
 {
 	struct server *s = arg;
 	if (what & BEV_EVENT_CONNECTED) {
-		on_connected(s);
+		if (s->tls == SV_TLS_HANDSHAKE)
+			on_tls_connected(s);
+		else
+			on_connected(s);
 		return;
 	}
 	if ((what & BEV_EVENT_WRITING) && (s->state == SV_ACTIVE || s->state == SV_INTERNAL) &&
@@ -1077,10 +1090,13 @@ void server_event_cb(struct bufferevent *bev, short what, void *arg)
 			return;
 	}
 	if (what & (BEV_EVENT_EOF | BEV_EVENT_ERROR)) {
-		char why[128];
+		char why[160];
 		int dnserr = bufferevent_socket_get_dns_error(bev);
+		char tlserr[80];
 		if (dnserr)
 			snprintf(why, sizeof(why), "dns: %s", evutil_gai_strerror(dnserr));
+		else if (s->tls == SV_TLS_HANDSHAKE && *tls_error(bev, tlserr, sizeof(tlserr)))
+			snprintf(why, sizeof(why), "TLS handshake with the server failed: %s", tlserr);
 		else if (what & BEV_EVENT_EOF)
 			snprintf(why, sizeof(why), "server closed the connection");
 		else

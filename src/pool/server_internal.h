@@ -31,3 +31,7 @@ void login_fail(struct server *s, const char *sqlstate, const char *msg);
 int handle_login_msg(struct server *s, char type, const uint8_t *body, size_t len);
 /* TCP connected: send the startup packet. */
 void on_connected(struct server *s);
+/* TLS towards the server (server_login.c): the answer to the SSLRequest
+ * arrived; the handshake finished. */
+void on_tls_answer(struct server *s);
+void on_tls_connected(struct server *s);

@@ -9,6 +9,7 @@
 #include "core/config.h"
 #include "core/log.h"
 #include "net/sockopt.h"
+#include "net/tls.h"
 #include "net/worker.h"
 #include "pg/md5.h"
 #include "pg/proto.h"
@@ -250,6 +251,8 @@ void server_connect(struct pool *p, struct worker *w, struct client *c)
 		login_fail(s, "08006", "could not start connecting to server");
 }
 
+static void send_startup(struct server *s);
+
 void on_connected(struct server *s)
 {
 	s->fd = bufferevent_getfd(s->bev);
@@ -261,6 +264,21 @@ void on_connected(struct server *s)
 		login_fail(s, "53200", "out of memory");
 		return;
 	}
+	if (tls_connecting()) {
+		/* server_tls_sslmode prefer and stricter: ask first */
+		if (proto_write_ssl_request(bufferevent_get_output(s->bev)) < 0) {
+			login_fail(s, "53200", "out of memory");
+			return;
+		}
+		s->tls = SV_TLS_REQUESTED;
+		rbuf_start(&s->rb);
+		return;
+	}
+	send_startup(s);
+}
+
+static void send_startup(struct server *s)
+{
 	const struct config_db *db = pool_db(s->pool);
 	const char *names[] = {"user", "database"};
 	const char *values[] = {pool_user(s->pool), db->dbname};
@@ -269,5 +287,70 @@ void on_connected(struct server *s)
 		return;
 	}
 	rbuf_start(&s->rb);
+}
+
+/* The server's one-byte answer to the SSLRequest. Anything after an 'S'
+ * came in plaintext before the handshake and is refused (the outbound side
+ * of CVE-2021-23222). */
+void on_tls_answer(struct server *s)
+{
+	struct evbuffer *in = bufferevent_get_input(s->bev);
+	size_t avail = evbuffer_get_length(in);
+	if (avail == 0)
+		return;
+	unsigned char answer;
+	evbuffer_copyout(in, &answer, 1);
+	if (answer == 'N') {
+		evbuffer_drain(in, 1);
+		if (pool_config()->server_tls_sslmode >= TLS_REQUIRE) {
+			login_fail(s, "08006", "server does not support SSL, but server_tls_sslmode "
+				   "requires it");
+			return;
+		}
+		s->tls = SV_TLS_NONE;
+		send_startup(s);
+		return;
+	}
+	if (answer != 'S') {
+		/* an ErrorResponse from a server that knows no SSLRequest, or noise */
+		login_fail(s, "08P01", "server answered the SSLRequest with neither S nor N");
+		return;
+	}
+	if (avail > 1) {
+		login_fail(s, "08P01", "server sent unencrypted data after its SSL response");
+		return;
+	}
+	evbuffer_drain(in, 1);
+	const struct config_db *db = pool_db(s->pool);
+	s->ssl = tls_connect_ssl(db->host);
+	struct bufferevent *tbev = s->ssl ? tls_connect_bev(s->worker->base, s->fd, s->ssl, false)
+					  : NULL;
+	if (!tbev) {
+		login_fail(s, "53200", "could not set up TLS towards the server");
+		return;
+	}
+	rbuf_detach(&s->rb);
+	wbuf_detach(&s->wb);
+	bufferevent_free(s->bev);
+	s->bev = tbev;
+	s->tls = SV_TLS_HANDSHAKE;
+	bufferevent_setcb(tbev, server_read_cb, server_write_cb, server_event_cb, s);
+	if (wbuf_attach(&s->wb, s->worker, tbev) < 0 ||
+	    rbuf_attach(&s->rb, s->worker, tbev, server_read_cb, server_event_cb, s) < 0) {
+		login_fail(s, "53200", "out of memory");
+		return;
+	}
+	rbuf_start(&s->rb);
+}
+
+/* The TLS handshake with the server is done (the certificate verified as
+ * server_tls_sslmode asks): log in over it. */
+void on_tls_connected(struct server *s)
+{
+	s->tls = SV_TLS_ON;
+	char d[96];
+	log_debug("server_tls", "db=%s user=%s tls=%s", pool_db_name(s->pool), pool_user(s->pool),
+		  tls_describe(s->bev, d, sizeof(d)));
+	send_startup(s);
 }
 

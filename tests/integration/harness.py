@@ -77,7 +77,13 @@ def tail(text, lines=60):
 class PgServer:
     SUPERUSER = "postgres"
 
-    def __init__(self):
+    def __init__(self, conf=(), hba=None, files=None):
+        """CONF: extra postgresql.conf lines; HBA: pg_hba.conf lines instead
+        of the default ones; FILES: name -> path of files copied into the
+        data directory (certificates: owned by postgres, mode 0600)."""
+        self.extra_conf = list(conf)
+        self.hba = hba
+        self.files = dict(files or {})
         self.as_root = os.geteuid() == 0
         self.base = Path(tempfile.mkdtemp(prefix="pgmux-it-pg-"))
         self.data = self.base / "data"
@@ -128,14 +134,21 @@ class PgServer:
             f.write("full_page_writes = off\n")
             f.write("password_encryption = 'scram-sha-256'\n")
             f.write("log_min_messages = warning\n")
+            for line in self.extra_conf:
+                f.write(line + "\n")
         # md5user's password is stored as MD5, which a scram-sha-256 line
         # would refuse, so it gets its own md5 line first.
+        hba = self.hba if self.hba is not None else [
+            "host all md5user 127.0.0.1/32 md5",
+            "host all all 127.0.0.1/32 scram-sha-256"]
         (self.data / "pg_hba.conf").write_text(
-            "local all all trust\n"
-            "host all md5user 127.0.0.1/32 md5\n"
-            "host all all 127.0.0.1/32 scram-sha-256\n")
-        if self.as_root:
-            shutil.chown(self.data / "pg_hba.conf", "postgres")
+            "local all all trust\n" + "".join(l + "\n" for l in hba))
+        for name, src in self.files.items():
+            shutil.copy(src, self.data / name)
+            os.chmod(self.data / name, 0o600)
+        for name in ["pg_hba.conf"] + list(self.files):
+            if self.as_root:
+                shutil.chown(self.data / name, "postgres")
         try:
             self._run([PG_BINDIR / "pg_ctl", "start", "-w", "-t", "60", "-D", self.data,
                        "-l", self.logfile], timeout=90)
@@ -623,3 +636,9 @@ def run_psql(mux, sql, user="app", dbname=DB, password=None, timeout=30, extra_e
         [str(PG_BINDIR / "psql"), "-X", "-A", "-t", "-v", "ON_ERROR_STOP=1",
          "-h", HOST, "-p", str(mux.port), "-U", user, "-d", dbname, "-c", sql],
         capture_output=True, text=True, timeout=timeout, env=env)
+
+
+def run_check(inst, timeout=10):
+    """pgmux --check on INST's config (a Pgmux that was not started)."""
+    return subprocess.run([PGMUX_BIN, "--check", str(inst.config_path)], capture_output=True,
+                          text=True, timeout=timeout)

@@ -122,6 +122,12 @@ static void assert_global_defaults(const struct config *cfg)
 	ck_assert_ptr_null(cfg->client_tls_ca_file);
 	ck_assert_str_eq(cfg->client_tls_protocols, "secure");
 	ck_assert_str_eq(cfg->client_tls_ciphers, "default");
+	ck_assert_int_eq(cfg->server_tls_sslmode, TLS_PREFER);
+	ck_assert_ptr_null(cfg->server_tls_ca_file);
+	ck_assert_ptr_null(cfg->server_tls_cert_file);
+	ck_assert_ptr_null(cfg->server_tls_key_file);
+	ck_assert_str_eq(cfg->server_tls_protocols, "secure");
+	ck_assert_str_eq(cfg->server_tls_ciphers, "default");
 }
 
 START_TEST(test_valid_full)
@@ -374,6 +380,8 @@ static const struct {
 	{ "bad_tls_protocols.ini", 3, "client_tls_protocols: expected secure, all, legacy or a list "
 	  "of tlsv1.2 and tlsv1.3" },
 	{ "bad_tls_sslmode.ini", 3, "client_tls_sslmode" },
+	{ "bad_server_tls_no_ca.ini", 3, "server_tls_ca_file is required when server_tls_sslmode "
+	  "is verify-full" },
 	{ "bad_cert_auth_mode.ini", 2, "auth_type cert needs client_tls_sslmode verify-ca or "
 	  "verify-full (it is require)" },
 };
