@@ -312,10 +312,8 @@ const char *tls_describe(struct bufferevent *bev, char *buf, size_t len)
 	return buf;
 }
 
-size_t tls_server_end_point(struct bufferevent *bev, unsigned char *out, size_t len)
+static size_t end_point(X509 *cert, unsigned char *out, size_t len)
 {
-	SSL *ssl = bev ? bufferevent_openssl_get_ssl(bev) : NULL;
-	X509 *cert = ssl ? SSL_get_certificate(ssl) : NULL;
 	int md_nid = NID_undef;
 	if (!cert || !X509_get_signature_info(cert, &md_nid, NULL, NULL, NULL) ||
 	    md_nid == NID_undef)
@@ -329,6 +327,18 @@ size_t tls_server_end_point(struct bufferevent *bev, unsigned char *out, size_t 
 		return 0;
 	memcpy(out, hash, n);
 	return n;
+}
+
+size_t tls_server_end_point(struct bufferevent *bev, unsigned char *out, size_t len)
+{
+	SSL *ssl = bev ? bufferevent_openssl_get_ssl(bev) : NULL;
+	return ssl ? end_point(SSL_get_certificate(ssl), out, len) : 0;
+}
+
+size_t tls_peer_end_point(struct bufferevent *bev, unsigned char *out, size_t len)
+{
+	SSL *ssl = bev ? bufferevent_openssl_get_ssl(bev) : NULL;
+	return ssl ? end_point(SSL_get0_peer_certificate(ssl), out, len) : 0;
 }
 
 bool tls_alpn_postgresql(struct bufferevent *bev)

@@ -80,5 +80,8 @@ const char *tls_error(struct bufferevent *bev, char *buf, size_t len);
  * 0 if BEV is not TLS or the certificate's signature has no single digest
  * (Ed25519, RSA-PSS): SCRAM-SHA-256-PLUS is then not offered. */
 size_t tls_server_end_point(struct bufferevent *bev, unsigned char *out, size_t len);
+/* The same for the certificate the peer presented (a PostgreSQL server,
+ * for SCRAM-SHA-256-PLUS towards it). */
+size_t tls_peer_end_point(struct bufferevent *bev, unsigned char *out, size_t len);
 /* The negotiated protocol and cipher of BEV, for logs. */
 const char *tls_describe(struct bufferevent *bev, char *buf, size_t len);

@@ -681,6 +681,10 @@ struct scram_client {
 	char *client_first_bare;            /* owned: as sent, for AuthMessage */
 	size_t client_first_bare_len;       /* its length without the NUL */
 	uint8_t server_signature[SCRAM_KEY_LEN]; /* the v= we expect */
+	bool binds;                         /* -PLUS: "p=tls-server-end-point" */
+	uint8_t cb_data[SCRAM_CB_MAX];      /* the server certificate's end point hash */
+	size_t cb_len;
+	char *cbind;                        /* owned: the c= value, made at _first */
 };
 
 struct scram_client *scram_client_new_with_nonce_user(const struct scram_client_creds *creds,
@@ -755,12 +759,33 @@ int scram_client_first(struct scram_client *c, char **out)
 	if (n < 0 || (size_t)n >= size)
 		return -1;
 	c->client_first_bare_len = (size_t)n;
-	*out = malloc(3 + (size_t)n + 1);
-	if (*out == NULL)
+	*out = NULL;
+	static const char plus[] = "p=tls-server-end-point,,";
+	const char *gs2 = c->binds ? plus : "n,,";
+	size_t gs2_len = strlen(gs2);
+	uint8_t raw[sizeof plus + SCRAM_CB_MAX];
+	memcpy(raw, gs2, gs2_len);
+	if (c->binds)
+		memcpy(raw + gs2_len, c->cb_data, c->cb_len);
+	c->cbind = malloc(B64_LEN(gs2_len + c->cb_len) + 1);
+	free(*out);
+	*out = malloc(gs2_len + (size_t)n + 1);
+	if (*out == NULL || c->cbind == NULL)
 		return -1;
-	memcpy(*out, "n,,", 3);
-	memcpy(*out + 3, c->client_first_bare, (size_t)n + 1);
+	EVP_EncodeBlock((unsigned char *)c->cbind, raw, (int)(gs2_len + (c->binds ? c->cb_len : 0)));
+	memcpy(*out, gs2, gs2_len);
+	memcpy(*out + gs2_len, c->client_first_bare, (size_t)n + 1);
 	c->state = SCRAM_CLIENT_WANT_SERVER_FIRST;
+	return 0;
+}
+
+int scram_client_channel_binding(struct scram_client *c, const uint8_t *data, size_t len)
+{
+	if (!c || c->state != SCRAM_CLIENT_START || len == 0 || len > SCRAM_CB_MAX)
+		return -1;
+	c->binds = true;
+	memcpy(c->cb_data, data, len);
+	c->cb_len = len;
 	return 0;
 }
 
@@ -780,7 +805,8 @@ static int client_keys(struct scram_client *c, const uint8_t *salt, size_t salt_
 	return 0;
 }
 
-/* Builds "c=biws,r=<nonce>,p=<proof>" and remembers the expected v=. */
+/* Builds "c=<gs2 header and binding, base64>,r=<nonce>,p=<proof>" and
+ * remembers the expected v=. */
 static int client_build_final(struct scram_client *c, const char *server_first,
 			      size_t server_first_len, struct span nonce,
 			      const uint8_t client_key[SCRAM_KEY_LEN],
@@ -792,12 +818,15 @@ static int client_build_final(struct scram_client *c, const char *server_first,
 	int rc = -1;
 
 	/* nonce.len <= SCRAM_MAX_MSG_LEN, so this cannot overflow. */
-	msg = malloc(sizeof "c=biws,r=" + nonce.len + sizeof ",p=" + B64_LEN(SCRAM_KEY_LEN));
+	size_t cb = strlen(c->cbind);
+	msg = malloc(sizeof "c=,r=" + cb + nonce.len + sizeof ",p=" + B64_LEN(SCRAM_KEY_LEN));
 	if (msg == NULL)
 		return -1;
-	memcpy(msg, "c=biws,r=", 9);
-	memcpy(msg + 9, nonce.p, nonce.len);
-	wp_len = 9 + nonce.len;
+	memcpy(msg, "c=", 2);
+	memcpy(msg + 2, c->cbind, cb);
+	memcpy(msg + 2 + cb, ",r=", 3);
+	memcpy(msg + 5 + cb, nonce.p, nonce.len);
+	wp_len = 5 + cb + nonce.len;
 	am = auth_message(c->client_first_bare, c->client_first_bare_len, server_first,
 			  server_first_len, msg, wp_len, &am_len);
 	if (am == NULL || sha256(client_key, SCRAM_KEY_LEN, stored) < 0 ||
@@ -894,6 +923,7 @@ void scram_client_free(struct scram_client *c)
 	free(c->nonce);
 	free(c->user);
 	free(c->client_first_bare);
+	free(c->cbind);
 	OPENSSL_cleanse(c, sizeof *c);
 	free(c);
 }

@@ -96,7 +96,14 @@ struct scram_client *scram_client_new_with_nonce(const struct scram_client_creds
 struct scram_client *scram_client_new_with_nonce_user(const struct scram_client_creds *creds,
 						      const char *client_nonce, const char *user);
 
-/* *OUT: malloc'ed client-first-message "n,,n=,r=<nonce>". Returns 0 / -1. */
+/* Before scram_client_first: choose SCRAM-SHA-256-PLUS, binding to DATA
+ * (LEN bytes, the tls-server-end-point hash of the server's certificate):
+ * the gs2 header becomes "p=tls-server-end-point,," and c= carries DATA.
+ * Returns 0, or -1 if called late or LEN is 0 or over SCRAM_CB_MAX. */
+int scram_client_channel_binding(struct scram_client *c, const uint8_t *data, size_t len)
+	__attribute__((warn_unused_result));
+/* *OUT: malloc'ed client-first-message "n,,n=,r=<nonce>" (or with the
+ * binding header). Returns 0 / -1. */
 int scram_client_first(struct scram_client *c, char **out) __attribute__((warn_unused_result));
 
 /* MSG: server-first-message. *OUT: malloc'ed client-final-message. Returns 0,

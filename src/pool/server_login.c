@@ -48,15 +48,21 @@ void login_fail(struct server *s, const char *sqlstate, const char *msg)
 static int send_sasl_initial(struct server *s, struct evbuffer *out, const uint8_t *body,
 			     size_t len)
 {
-	/* the mechanism list must offer SCRAM-SHA-256 */
+	/* the mechanism list must offer SCRAM-SHA-256; over TLS, -PLUS is
+	 * taken when offered */
 	struct proto_reader r;
 	proto_reader_init(&r, body, len);
-	bool found = false;
+	bool found = false, plus = false;
 	const char *m;
-	while ((m = proto_get_str(&r)) != NULL && m[0])
+	while ((m = proto_get_str(&r)) != NULL && m[0]) {
 		if (strcmp(m, "SCRAM-SHA-256") == 0)
 			found = true;
-	if (!found)
+		else if (strcmp(m, "SCRAM-SHA-256-PLUS") == 0)
+			plus = true;
+	}
+	uint8_t cb[SCRAM_CB_MAX];
+	size_t cb_len = plus && s->ssl ? tls_peer_end_point(s->bev, cb, sizeof(cb)) : 0;
+	if (!found && !cb_len)
 		return -1;
 	const struct auth_secret *sec = pool_secret(s->pool);
 	struct scram_client_creds creds;
@@ -77,9 +83,13 @@ static int send_sasl_initial(struct server *s, struct evbuffer *out, const uint8
 	s->scram = scram_client_new(&creds);
 	OPENSSL_cleanse(&creds, sizeof(creds));
 	char *first = NULL;
-	if (!s->scram || scram_client_first(s->scram, &first) < 0)
+	if (!s->scram || (cb_len && scram_client_channel_binding(s->scram, cb, cb_len) < 0) ||
+	    scram_client_first(s->scram, &first) < 0)
 		return -1;
-	int rc = proto_write_sasl_initial(out, "SCRAM-SHA-256", first, strlen(first));
+	const char *mech = cb_len ? "SCRAM-SHA-256-PLUS" : "SCRAM-SHA-256";
+	log_debug("server_sasl", "db=%s user=%s mechanism=%s", pool_db_name(s->pool),
+		  pool_user(s->pool), mech);
+	int rc = proto_write_sasl_initial(out, mech, first, strlen(first));
 	free(first);
 	return rc;
 }

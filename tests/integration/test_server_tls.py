@@ -78,12 +78,31 @@ def test_prefer_and_require_use_tls(tls_pg, mux_for, mode):
     mux = mux_for(tls_pg, server_tls_sslmode=mode)
     ssl_on, version = server_ssl(mux)
     assert ssl_on and version == "TLSv1.3", (ssl_on, version)
+    # PostgreSQL offers SCRAM-SHA-256-PLUS over TLS, and pgmux binds to it
+    mux.wait_for_log(r"server_sasl .*mechanism=SCRAM-SHA-256-PLUS")
+
+
+def test_scram_plus_towards_the_server_with_a_verifier(tls_pg, mux_for):
+    """The auth_file holds the server's SCRAM verifier: pgmux logs in with
+    the ClientKey of the client's proof, over a bound channel."""
+    userlist = dict(harness.PASSWORDS)
+    userlist["app"] = tls_pg.rolpassword("app")
+    mux = mux_for(tls_pg, server_tls_sslmode="require", userlist=userlist)
+    with mux.connect() as c1, mux.connect() as c2:
+        c1.execute("BEGIN")
+        c2.execute("BEGIN")  # a second server login, from the remembered key
+        assert c1.execute("SELECT current_user").fetchone()[0] == "app"
+        assert c2.execute("SELECT 1").fetchone()[0] == 1
+        c1.execute("COMMIT")
+        c2.execute("COMMIT")
+    assert len(mux.log_lines(r"server_sasl .*mechanism=SCRAM-SHA-256-PLUS")) >= 2
 
 
 def test_prefer_falls_back_to_plaintext_and_require_does_not(pg, mux_for):
     """The session's PostgreSQL has ssl = off."""
     mux = mux_for(pg)  # server_tls_sslmode defaults to prefer
     assert server_ssl(mux)[0] is False
+    mux.wait_for_log(r"server_sasl .*mechanism=SCRAM-SHA-256$")
     mux2 = mux_for(pg, server_tls_sslmode="require")
     with pytest.raises(psycopg.OperationalError) as ei:
         mux2.connect()

@@ -319,6 +319,55 @@ START_TEST(test_end_to_end)
 }
 END_TEST
 
+/* Both halves with SCRAM-SHA-256-PLUS: the same binding data logs in,
+ * different data (another certificate) fails, and a client that binds
+ * cannot log in to a server half that did not offer it. */
+START_TEST(test_end_to_end_plus)
+{
+	struct scram_client_creds creds = password_creds("pencil");
+	struct scram_secret secret = rfc_secret();
+	uint8_t cb[48], other[48];
+	struct scram_client *c;
+	struct scram_server *s;
+	char *m1 = NULL, *m2 = NULL;
+
+	memset(cb, 0x5a, sizeof(cb));
+	memset(other, 0xa5, sizeof(other));
+	c = scram_client_new(&creds);
+	s = scram_server_new(&secret);
+	ck_assert_int_eq(scram_client_channel_binding(c, cb, sizeof(cb)), 0);
+	ck_assert_int_eq(scram_server_channel_binding(s, true, cb, sizeof(cb)), 0);
+	ck_assert_int_eq(run_exchange(c, s, NULL), 0);
+	scram_client_free(c);
+	scram_server_free(s);
+
+	c = scram_client_new(&creds);
+	s = scram_server_new(&secret);
+	ck_assert_int_eq(scram_client_channel_binding(c, other, sizeof(other)), 0);
+	ck_assert_int_eq(scram_server_channel_binding(s, true, cb, sizeof(cb)), 0);
+	ck_assert_int_eq(run_exchange(c, s, NULL), -1);
+	scram_client_free(c);
+	scram_server_free(s);
+
+	c = scram_client_new(&creds);
+	s = scram_server_new(&secret);
+	ck_assert_int_eq(scram_client_channel_binding(c, cb, sizeof(cb)), 0);
+	ck_assert_int_eq(scram_client_first(c, &m1), 0);
+	ck_assert_int_eq(strncmp(m1, "p=tls-server-end-point,,n=,r=", 29), 0);
+	ck_assert_int_eq(scram_server_handle_first(s, m1, strlen(m1), &m2), -1);
+	ck_assert_int_eq(scram_client_channel_binding(c, cb, sizeof(cb)), -1); /* too late */
+	free(m1);
+	scram_client_free(c);
+	scram_server_free(s);
+
+	c = scram_client_new(&creds);
+	ck_assert_int_eq(scram_client_channel_binding(c, cb, 0), -1);
+	ck_assert_int_eq(scram_client_channel_binding(c, cb, SCRAM_CB_MAX + 1), -1);
+	ck_assert_int_eq(scram_client_channel_binding(NULL, cb, sizeof(cb)), -1);
+	scram_client_free(c);
+}
+END_TEST
+
 START_TEST(test_random_nonces)
 {
 	struct scram_client_creds creds = password_creds("x");
@@ -1060,6 +1109,7 @@ static Suite *scram_suite(void)
 	tcase_add_loop_test(tc, test_end_to_end, 0,
 			    sizeof real_verifiers / sizeof real_verifiers[0]);
 	tcase_add_test(tc, test_random_nonces);
+	tcase_add_test(tc, test_end_to_end_plus);
 	tcase_add_test(tc, test_wrong_password);
 	tcase_add_test(tc, test_mock);
 	tcase_add_test(tc, test_key_mode);
