@@ -78,6 +78,10 @@ FUZZ_PROGS += fuzz_server_stream
 fuzz_server_stream_SOURCES = tests/fuzz/fuzz_server_stream.c $(FUZZ_RIG_SRCS)
 fuzz_server_stream_LDFLAGS = $(FUZZ_LINK_FLAGS)
 fuzz_server_stream_LDADD = $(FUZZ_LIBS)
+FUZZ_PROGS += fuzz_tls_negotiation
+fuzz_tls_negotiation_SOURCES = tests/fuzz/fuzz_tls_negotiation.c $(FUZZ_RIG_SRCS)
+fuzz_tls_negotiation_LDFLAGS = $(FUZZ_LINK_FLAGS)
+fuzz_tls_negotiation_LDADD = $(FUZZ_LIBS)
 # ---- end of the data-path harnesses
 
 EXTRA_PROGRAMS = $(FUZZ_PROGS)

@@ -70,4 +70,9 @@ UNIT_TESTS += check_fuzz_server_stream
 check_fuzz_server_stream_SOURCES = $(REPLAY_SRCS) $(REPLAY_RIG_SRCS) tests/fuzz/fuzz_server_stream.c
 check_fuzz_server_stream_CFLAGS = $(REPLAY_FLAGS) -DFUZZ_HARNESS=\"fuzz_server_stream\"
 check_fuzz_server_stream_LDADD = $(UNIT_LDADD)
+
+UNIT_TESTS += check_fuzz_tls_negotiation
+check_fuzz_tls_negotiation_SOURCES = $(REPLAY_SRCS) $(REPLAY_RIG_SRCS) tests/fuzz/fuzz_tls_negotiation.c
+check_fuzz_tls_negotiation_CFLAGS = $(REPLAY_FLAGS) -DFUZZ_HARNESS=\"fuzz_tls_negotiation\"
+check_fuzz_tls_negotiation_LDADD = $(UNIT_LDADD)
 # ---- end of the data-path harnesses

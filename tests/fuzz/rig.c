@@ -26,6 +26,7 @@
 #include "core/authfile.h"
 #include "core/config.h"
 #include "core/log.h"
+#include "net/tls.h"
 #include "net/worker.h"
 #include "pg/md5.h"
 #include "pg/proto.h"
@@ -45,6 +46,9 @@
 #include <netinet/in.h>
 #include <netinet/tcp.h>
 #include <openssl/evp.h>
+#include <openssl/pem.h>
+#include <openssl/ssl.h>
+#include <openssl/x509.h>
 #include <signal.h>
 #include <stdarg.h>
 #include <stdbool.h>
@@ -139,6 +143,7 @@ struct cfg_entry {
 	struct rig_config key;
 	struct config *cfg;
 	struct authfile *af;
+	SSL_CTX *tls; /* the accepting context of a tls configuration, or NULL */
 };
 
 struct key_cache {
@@ -200,6 +205,10 @@ struct rig_client {
 	struct evbuffer *in;
 	uint64_t skip;  /* body bytes of a large message still to pass */
 	int expect_ssl; /* SSLRequest/GSSENCRequest answers due */
+	bool tls;       /* pgmux speaks TLS to it now (an S, or direct TLS): what it
+			 * sends is drained unparsed, what the client sends is not
+			 * framed */
+	bool sent_any;  /* the first byte of the stream went out */
 	struct rig_client_seen seen;
 	/* the last authentication request, unanswered */
 	bool auth_pending;
@@ -2174,11 +2183,17 @@ static void client_parse(struct rig_client *c)
 		if (avail == 0)
 			return;
 		uint8_t hdr[5];
+		if (c->tls) {
+			evbuffer_drain(in, avail);
+			return;
+		}
 		if (c->expect_ssl > 0) {
 			evbuffer_copyout(in, hdr, 1);
 			if (hdr[0] == 'N' || hdr[0] == 'S' || hdr[0] == 'G') {
 				c->expect_ssl--;
 				evbuffer_drain(in, 1);
+				if (hdr[0] == 'S')
+					c->tls = true;
 				continue;
 			}
 			c->expect_ssl = 0;
@@ -2217,6 +2232,15 @@ static void client_parse(struct rig_client *c)
 
 static void track_sent(struct rig_client *c, const uint8_t *p, size_t n)
 {
+	if (n > 0 && !c->sent_any) {
+		c->sent_any = true;
+		if (p[0] == TLS_HANDSHAKE_BYTE && tls_accepting())
+			c->tls = true; /* direct TLS */
+	}
+	if (c->tls) {
+		c->sent_desync = true; /* TLS records: nothing to frame */
+		return;
+	}
 	while (n > 0 && !c->sent_desync) {
 		if (c->sent_skip) {
 			size_t k = n < c->sent_skip ? n : (size_t)c->sent_skip;
@@ -2828,6 +2852,35 @@ static void config_err(void *arg, const char *file, int line, const char *reason
 	fprintf(stderr, "rig: %s:%d: %s\n", file, line, reason);
 }
 
+/* A P-256 key and a self-signed certificate for localhost, as PEM files
+ * (made once per file pair; the fuzzer never verifies it). */
+static void write_cert(const char *crt, const char *key)
+{
+	EVP_PKEY *pk = EVP_PKEY_Q_keygen(NULL, NULL, "EC", "P-256");
+	X509 *x = X509_new();
+	if (!pk || !x)
+		abort();
+	X509_set_version(x, 2);
+	ASN1_INTEGER_set(X509_get_serialNumber(x), 1);
+	X509_gmtime_adj(X509_getm_notBefore(x), -3600);
+	X509_gmtime_adj(X509_getm_notAfter(x), 3600L * 24 * 365);
+	X509_NAME *name = X509_get_subject_name(x);
+	X509_NAME_add_entry_by_txt(name, "CN", MBSTRING_ASC, (const unsigned char *)"localhost", -1,
+	                           -1, 0);
+	X509_set_issuer_name(x, name);
+	X509_set_pubkey(x, pk);
+	if (!X509_sign(x, pk, EVP_sha256()))
+		abort();
+	FILE *f = fopen(crt, "w");
+	if (!f || !PEM_write_X509(f, x) || fclose(f) != 0)
+		abort();
+	f = fopen(key, "w");
+	if (!f || !PEM_write_PrivateKey(f, pk, NULL, NULL, 0, NULL, NULL) || fclose(f) != 0)
+		abort();
+	X509_free(x);
+	EVP_PKEY_free(pk);
+}
+
 static int config_index(struct rig *r, const struct rig_config *want)
 {
 	struct rig_config k;
@@ -2837,16 +2890,18 @@ static int config_index(struct rig *r, const struct rig_config *want)
 	k.deny = want->deny;
 	k.pool_size = want->pool_size > 0 ? want->pool_size : 2;
 	k.max_prepared = want->max_prepared > 0 ? want->max_prepared : 200;
+	k.tls = want->tls;
 	for (int i = 0; i < r->ncfgs; i++) {
 		const struct rig_config *c = &r->cfgs[i].key;
 		if (c->auth == k.auth && c->session == k.session && c->deny == k.deny &&
-		    c->pool_size == k.pool_size && c->max_prepared == k.max_prepared)
+		    c->pool_size == k.pool_size && c->max_prepared == k.max_prepared &&
+		    c->tls == k.tls)
 			return i;
 	}
 	if (r->ncfgs == MAX_CONFIGS)
 		abort();
 	static const char *const auth[] = {"trust", "md5", "scram-sha-256"};
-	char path[600], upath[600], text[2048];
+	char path[600], upath[600], text[3072], tls[1400] = "";
 	/* written, loaded and removed at once: nothing is left in the scratch
 	 * directory (pgmux reads neither file again) */
 	if (mkdir(r->dir, 0700) < 0 && errno != EEXIST) {
@@ -2856,6 +2911,17 @@ static int config_index(struct rig *r, const struct rig_config *want)
 	snprintf(path, sizeof(path), "%s/pgmux-%d.ini", r->dir, r->ncfgs);
 	snprintf(upath, sizeof(upath), "%s/users.txt", r->dir);
 	write_users(r, upath);
+	char crt[700] = "", key[700] = "";
+	if (k.tls) {
+		snprintf(crt, sizeof(crt), "%s/pgmux.crt", r->dir);
+		snprintf(key, sizeof(key), "%s/pgmux.key", r->dir);
+		write_cert(crt, key);
+		snprintf(tls, sizeof(tls),
+		         "client_tls_sslmode = prefer\n"
+		         "client_tls_cert_file = %s\n"
+		         "client_tls_key_file = %s\n",
+		         crt, key);
+	}
 	snprintf(text, sizeof(text),
 	         "[pgmux]\n"
 	         "listen_addr = 127.0.0.1\n"
@@ -2874,12 +2940,14 @@ static int config_index(struct rig *r, const struct rig_config *want)
 	         "server_connect_timeout = 600\n"
 	         "client_login_timeout = 600\n"
 	         "log_level = error\n"
+	         "server_tls_sslmode = disable\n"
+	         "%s"
 	         "\n"
 	         "[database.%s]\n"
 	         "host = 127.0.0.1\n"
 	         "port = %d\n",
 	         k.session ? "session" : "transaction", k.deny ? "deny" : "allow", auth[k.auth],
-	         k.pool_size, k.max_prepared, RIG_DB, r->port);
+	         k.pool_size, k.max_prepared, tls, RIG_DB, r->port);
 	write_text(path, text);
 	struct cfg_entry *e = &r->cfgs[r->ncfgs];
 	e->key = k;
@@ -2889,6 +2957,16 @@ static int config_index(struct rig *r, const struct rig_config *want)
 	e->af = authfile_load(e->cfg->auth_file, config_err, NULL);
 	if (!e->af)
 		abort();
+	char err[512];
+	e->tls = tls_accept_ctx_new(e->cfg, err, sizeof(err));
+	if (k.tls && !e->tls) {
+		fprintf(stderr, "rig: %s\n", err);
+		abort();
+	}
+	if (k.tls) {
+		unlink(crt);
+		unlink(key);
+	}
 	unlink(path);
 	unlink(upath);
 	rmdir(r->dir);
@@ -3007,6 +3085,10 @@ void rig_begin(struct rig *r, const struct rig_config *cfg, enum rig_be_auth be_
 	if (i != r->cur) {
 		FUZZ_CHECK(pool_total_servers() == 0 && client_count() == 0);
 		pool_global_init(r->cfgs[i].cfg, r->cfgs[i].af, r->workers, 1);
+		/* the installed context is given away: hand over a reference */
+		if (r->cfgs[i].tls)
+			SSL_CTX_up_ref(r->cfgs[i].tls);
+		tls_accept_ctx_install(r->cfgs[i].tls);
 		r->cur = i;
 		if (i == n)
 			warm_up(r);

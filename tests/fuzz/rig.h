@@ -76,6 +76,10 @@ struct rig_config {
 	bool deny;        /* session_pinning = deny */
 	int max_prepared; /* max_prepared_statements; 0 = default (200) */
 	int pool_size;    /* 0 = 2 */
+	bool tls;         /* client_tls_sslmode = prefer, with a certificate the rig
+			   * makes: an SSLRequest is answered S and direct TLS is
+			   * taken; the client's TLS bytes are whatever the input says,
+			   * and what pgmux sends back over TLS is not parsed */
 };
 
 /* The rig of this process, created on first use (aborts if it cannot be). */

@@ -59,6 +59,7 @@ MAX_PROTO_SEED = 16 * 1024
 HARNESSES = [
     "fuzz_startup", "fuzz_scram_server", "fuzz_scram_client", "fuzz_sqllex", "fuzz_sqlscan", "fuzz_config",
     "fuzz_authfile", "fuzz_proto", "fuzz_client_login", "fuzz_client_txn", "fuzz_server_stream",
+    "fuzz_tls_negotiation",
 ]
 
 # Harnesses whose corpus --merge minimises (the others take the captures whole).
@@ -244,7 +245,50 @@ def msg(t, body):
     return t + struct.pack(">I", 4 + len(body)) + body
 
 
+def client_hello(alpn):
+    """A real TLS ClientHello from Python's ssl module (random parts differ
+    from run to run), with ALPN protocols ALPN (None: no ALPN)."""
+    import ssl
+    ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
+    ctx.check_hostname = False
+    ctx.verify_mode = ssl.CERT_NONE
+    if alpn:
+        ctx.set_alpn_protocols(alpn)
+    inc, out = ssl.MemoryBIO(), ssl.MemoryBIO()
+    obj = ctx.wrap_bio(inc, out, server_hostname="localhost")
+    try:
+        obj.do_handshake()
+    except ssl.SSLWantReadError:
+        pass
+    return out.read()
+
+
+def tls_seeds(seeds):
+    """fuzz_tls_negotiation: a mode byte (0x01 paced, 0x02 md5), then the
+    client's stream; 0xF4 answers pgmux's password request rightly."""
+    h = seeds.add
+    ssl_req = struct.pack(">II", 8, 80877103)
+    gss = struct.pack(">II", 8, 80877104)
+    start = startup_packet([("user", "plain"), ("database", "db")])
+    hello, bare = client_hello(["postgresql"]), client_hello(None)
+    other = client_hello(["http/1.1"])
+    t = "fuzz_tls_negotiation"
+    h(t, "hand-ssl-alone", b"\x00" + ssl_req)
+    h(t, "hand-ssl-then-plaintext-at-once", b"\x00" + ssl_req + start)
+    h(t, "hand-ssl-then-plaintext-paced", b"\x01" + ssl_req + start)
+    h(t, "hand-ssl-then-hello", b"\x01" + ssl_req + hello)
+    h(t, "hand-gss-ssl-hello", b"\x01" + gss + ssl_req + hello)
+    h(t, "hand-direct-alpn", b"\x01" + hello)
+    h(t, "hand-direct-no-alpn", b"\x01" + bare)
+    h(t, "hand-direct-wrong-alpn", b"\x01" + other)
+    h(t, "hand-direct-hello-and-more", b"\x00" + hello + start)
+    h(t, "hand-plaintext-login", b"\x01" + start + b"\xf4")
+    h(t, "hand-plaintext-login-md5", b"\x03" + start + b"\xf4")
+    h(t, "hand-gss-twice-then-plaintext", b"\x01" + gss + gss + start + b"\xf4")
+
+
 def hand_seeds(seeds):
+    tls_seeds(seeds)
     h = seeds.add
     ssl = struct.pack(">II", 8, 80877103)
     gss = struct.pack(">II", 8, 80877104)
