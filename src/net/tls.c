@@ -4,9 +4,14 @@
 #include "core/config.h"
 
 #include <errno.h>
+#include <pthread.h>
+#include <time.h>
 #include <event2/bufferevent.h>
 #include <event2/bufferevent_ssl.h>
+#include <openssl/core_names.h>
 #include <openssl/err.h>
+#include <openssl/params.h>
+#include <openssl/rand.h>
 #include <openssl/evp.h>
 #include <openssl/objects.h>
 #include <openssl/ssl.h>
@@ -56,6 +61,98 @@ static int alpn_select(SSL *ssl, const unsigned char **out, unsigned char *outle
 	    OPENSSL_NPN_NEGOTIATED)
 		return SSL_TLSEXT_ERR_OK;
 	return SSL_TLSEXT_ERR_ALERT_FATAL;
+}
+
+/* ---- session tickets ----
+ * Tickets are sealed with process-wide keys (AES-256-CBC + HMAC-SHA256, as
+ * OpenSSL's own) that rotate every TLS_TICKET_KEY_SECONDS: a ticket sealed
+ * with the current key resumes, one sealed with the previous key resumes
+ * and is replaced, an older one falls back to a full handshake. So a key
+ * that leaks exposes at most two periods of sessions, and the keys are the
+ * same for every context (a context swapped by a reload keeps resuming). */
+struct ticket_key {
+	unsigned char name[16];
+	unsigned char aes[32];
+	unsigned char hmac[32];
+};
+
+static struct {
+	pthread_mutex_t lock;
+	struct ticket_key cur, prev;
+	bool have_cur, have_prev;
+	time_t made; /* when cur was made (CLOCK_MONOTONIC seconds) */
+} tickets = {.lock = PTHREAD_MUTEX_INITIALIZER};
+
+static time_t mono_seconds(void)
+{
+	struct timespec ts;
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return ts.tv_sec;
+}
+
+/* Under tickets.lock. */
+static int rotate_locked(time_t now)
+{
+	struct ticket_key k;
+	if (RAND_bytes(k.name, sizeof(k.name)) != 1 || RAND_bytes(k.aes, sizeof(k.aes)) != 1 ||
+	    RAND_bytes(k.hmac, sizeof(k.hmac)) != 1)
+		return -1;
+	tickets.prev = tickets.cur;
+	tickets.have_prev = tickets.have_cur;
+	tickets.cur = k;
+	tickets.have_cur = true;
+	tickets.made = now;
+	OPENSSL_cleanse(&k, sizeof(k));
+	return 0;
+}
+
+int tls_rotate_ticket_keys(void)
+{
+	pthread_mutex_lock(&tickets.lock);
+	int rc = rotate_locked(mono_seconds());
+	pthread_mutex_unlock(&tickets.lock);
+	return rc;
+}
+
+static int ticket_cb(SSL *ssl, unsigned char *name, unsigned char *iv, EVP_CIPHER_CTX *cctx,
+		     EVP_MAC_CTX *hctx, int enc)
+{
+	(void)ssl;
+	int rc = 0;
+	pthread_mutex_lock(&tickets.lock);
+	time_t now = mono_seconds();
+	if ((!tickets.have_cur || now - tickets.made >= TLS_TICKET_KEY_SECONDS) &&
+	    rotate_locked(now) < 0)
+		goto out;
+	const struct ticket_key *k = NULL;
+	if (enc) {
+		k = &tickets.cur;
+		if (RAND_bytes(iv, 16) != 1)
+			goto out;
+		memcpy(name, k->name, sizeof(k->name));
+		rc = 1;
+	} else if (memcmp(name, tickets.cur.name, 16) == 0) {
+		/* good; renewed all the same (2): a client that resumes always
+		 * leaves with a fresh ticket, as with OpenSSL's own keys */
+		k = &tickets.cur;
+		rc = 2;
+	} else if (tickets.have_prev && memcmp(name, tickets.prev.name, 16) == 0) {
+		k = &tickets.prev;
+		rc = 2; /* good, and the new ticket is sealed with the current key */
+	} else {
+		goto out; /* unknown or expired key: a full handshake */
+	}
+	OSSL_PARAM params[] = {
+		OSSL_PARAM_construct_octet_string(OSSL_MAC_PARAM_KEY, (void *)k->hmac, sizeof(k->hmac)),
+		OSSL_PARAM_construct_utf8_string(OSSL_MAC_PARAM_DIGEST, (char *)"SHA256", 0),
+		OSSL_PARAM_construct_end()};
+	int ok = enc ? EVP_EncryptInit_ex(cctx, EVP_aes_256_cbc(), NULL, k->aes, iv)
+		     : EVP_DecryptInit_ex(cctx, EVP_aes_256_cbc(), NULL, k->aes, iv);
+	if (ok != 1 || EVP_MAC_CTX_set_params(hctx, params) != 1)
+		rc = -1;
+out:
+	pthread_mutex_unlock(&tickets.lock);
+	return rc;
 }
 
 /* What both sides' contexts share: protocols, options, ciphers and, when
@@ -148,7 +245,11 @@ SSL_CTX *tls_accept_ctx_new(const struct config *cfg, char *err, size_t errlen)
 	SSL_CTX_set_alpn_select_cb(ctx, alpn_select, NULL);
 	SSL_CTX_set_session_id_context(ctx, (const unsigned char *)"pgmux", 5);
 	SSL_CTX_set_session_cache_mode(ctx, SSL_SESS_CACHE_SERVER);
-	SSL_CTX_set_timeout(ctx, 3600);
+	SSL_CTX_set_timeout(ctx, TLS_TICKET_KEY_SECONDS);
+	if (SSL_CTX_set_tlsext_ticket_key_evp_cb(ctx, ticket_cb) != 1) {
+		set_err(err, errlen, "client TLS session tickets", NULL);
+		goto fail;
+	}
 	return ctx;
 fail:
 	ERR_clear_error();

@@ -41,6 +41,13 @@ SSL *tls_connect_ssl(const char *host);
  * another worker. Freeing it closes neither FD nor SSL. */
 struct bufferevent *tls_connect_bev(struct event_base *base, int fd, SSL *ssl, bool established);
 
+/* Session tickets are sealed with keys that rotate every this many seconds
+ * (a ticket resumes for one to two periods); also the session lifetime. */
+#define TLS_TICKET_KEY_SECONDS 3600
+/* Make a new current ticket key now (the current one becomes the previous
+ * one: tickets sealed with it still resume, once). Returns 0 / -1. */
+int tls_rotate_ticket_keys(void);
+
 /* The context new client connections use: install (takes CTX's reference;
  * the previous one is released once no connection uses it), and whether
  * one is installed. Any thread. */
