@@ -32,6 +32,14 @@
 #   BENCH_WARMUP [2]            seconds of unrecorded warm-up per target
 #   BENCH_CONNECT_MAX [300]     seconds allowed for the login phase of a run
 #   BENCH_RESULTS_DIR [tests/bench/results]
+#   BENCH_TLS [0]               1: clients connect over TLS (pgbench sslmode=require;
+#                               pgmux and pgbouncer client_tls_sslmode = require with a
+#                               certificate made here, PostgreSQL ssl = on for direct), and
+#                               both poolers reach PostgreSQL over TLS too (server_tls_sslmode
+#                               = require); 0: plaintext everywhere
+#   BENCH_CONNECT [0]           1: pgbench -C, a new connection (and a full login, with its
+#                               TLS handshake under BENCH_TLS=1) per transaction: TPS is then
+#                               logins per second and pooler CPU is per login
 #   PGMUX_BIN [build/plain/pgmux, the build tests/run-all.sh makes; else ./pgmux]
 #   PGBOUNCER_BIN [/usr/sbin/pgbouncer]
 #   BENCH_KEEP_STATE        set: keep .state/bench (logs of every run) at the end
@@ -58,6 +66,8 @@ BENCH_TARGETS=${BENCH_TARGETS:-pgmux pgbouncer direct}
 BENCH_SCALE=${BENCH_SCALE:-1}
 BENCH_THREADS=${BENCH_THREADS:-2}
 BENCH_WARMUP=${BENCH_WARMUP:-2}
+BENCH_TLS=${BENCH_TLS:-0}
+BENCH_CONNECT=${BENCH_CONNECT:-0}
 BENCH_CONNECT_MAX=${BENCH_CONNECT_MAX:-300}
 BENCH_RESULTS_DIR=${BENCH_RESULTS_DIR:-$ROOT/tests/bench/results}
 if [ -z "${PGMUX_BIN:-}" ]; then
@@ -66,6 +76,7 @@ if [ -z "${PGMUX_BIN:-}" ]; then
 fi
 PGBOUNCER_BIN=${PGBOUNCER_BIN:-/usr/sbin/pgbouncer}
 
+case "$BENCH_TLS$BENCH_CONNECT" in 00 | 01 | 10 | 11) ;; *) die "BENCH_TLS and BENCH_CONNECT take 0 or 1" ;; esac
 for v in BENCH_SECONDS BENCH_CONNECT_MAX BENCH_POOL_SIZE BENCH_SCALE BENCH_THREADS BENCH_WARMUP; do
 	case "${!v}" in '' | *[!0-9]*) die "$v must be a whole number" ;; esac
 done
@@ -127,6 +138,30 @@ STATE=$(pgenv_make_state_dir "$STATE_WANTED" bench)
 SOCK=$(pgenv_socket_dir "$STATE" bench)
 mkdir -p "$STATE/runs"
 
+# --- TLS ------------------------------------------------------------------
+# BENCH_TLS=1: one P-256 certificate for 127.0.0.1, used by PostgreSQL and
+# both poolers; pgbench only asks for encryption (sslmode=require).
+TLS_CLIENT="" TLS_SERVER="" PG_TLS=()
+PGSSLMODE_BENCH=disable
+if [ "$BENCH_TLS" = 1 ]; then
+	command -v openssl >/dev/null || die "BENCH_TLS=1 needs the openssl command"
+	openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:prime256v1 -nodes -days 2 \
+		-subj /CN=127.0.0.1 -addext subjectAltName=IP:127.0.0.1 \
+		-keyout "$STATE/tls.key" -out "$STATE/tls.crt" >/dev/null 2>&1 || die "openssl req failed"
+	chmod 600 "$STATE/tls.key"
+	[ "$(id -u)" -eq 0 ] && chown "$PGENV_RUN_USER:" "$STATE/tls.key" "$STATE/tls.crt"
+	TLS_CLIENT="client_tls_sslmode = require
+client_tls_cert_file = $STATE/tls.crt
+client_tls_key_file = $STATE/tls.key"
+	TLS_SERVER="server_tls_sslmode = require"
+	PG_TLS=("ssl = on" "ssl_cert_file = '$STATE/tls.crt'" "ssl_key_file = '$STATE/tls.key'")
+	PGSSLMODE_BENCH=require
+else
+	TLS_SERVER="server_tls_sslmode = disable"
+fi
+CONNECT_FLAG=()
+[ "$BENCH_CONNECT" = 1 ] && CONNECT_FLAG=(-C)
+
 # --- PostgreSQL -----------------------------------------------------------
 PG_PORT=$(pgenv_free_port)
 log "PostgreSQL on 127.0.0.1:$PG_PORT"
@@ -136,7 +171,7 @@ pgenv_init_cluster "$STATE/pgdata" "$SOCK" "$PG_PORT" \
 	"fsync = off" \
 	"synchronous_commit = off" \
 	"full_page_writes = off" \
-	"log_min_messages = warning"
+	"log_min_messages = warning" "${PG_TLS[@]}"
 pgenv_start_cluster "$STATE/pgdata" "$STATE/postgres.log"
 
 PASSWORD=$(pgenv_gen_password)
@@ -185,6 +220,8 @@ log_connections = 0
 log_disconnections = 0
 log_pooler_errors = 1
 stats_period = 3600
+$TLS_CLIENT
+$TLS_SERVER
 EOF
 		[ "$(id -u)" -eq 0 ] && chown "$PGENV_RUN_USER:" "$STATE/pgbouncer.ini"
 		pgenv_spawn "$STATE/pgbouncer.log" "$PGBOUNCER_BIN" "$STATE/pgbouncer.ini"
@@ -203,6 +240,8 @@ auth_file = $STATE/userlist.txt
 max_client_conn = 2000
 default_pool_size = $BENCH_POOL_SIZE
 log_level = warn
+$TLS_CLIENT
+$TLS_SERVER
 
 [database.bench]
 host = 127.0.0.1
@@ -262,7 +301,7 @@ FAILURES=() # failures and notes, one line each
 run_pgbench() {
 	local port=$1 mode=$2 clients=$3 secs=$4 out=$5 jobs=$BENCH_THREADS
 	[ "$clients" -lt "$jobs" ] && jobs=$clients
-	PGPASSWORD=$PASSWORD timeout -k 10 $((secs + 180)) "$PGBIN/pgbench" -n -S -M "$mode" \
+	PGSSLMODE=$PGSSLMODE_BENCH PGPASSWORD=$PASSWORD timeout -k 10 $((secs + 180)) "$PGBIN/pgbench" -n -S -M "$mode" "${CONNECT_FLAG[@]}" \
 		-c "$clients" -j "$jobs" -T "$secs" -h 127.0.0.1 -p "$port" -U bench bench >"$out" 2>&1
 }
 
@@ -280,8 +319,8 @@ measure() {
 	local n n0="" n1="" t0="" t1="" stats tps lat txns failed conn
 	out="$STATE/runs/${key//[| ]/_}.log"
 	[ "$clients" -lt "$jobs" ] && jobs=$clients
-	PGPASSWORD=$PASSWORD timeout -k 10 $((BENCH_SECONDS + BENCH_CONNECT_MAX + 30)) \
-		"$PGBIN/pgbench" -n -S -M "$mode" -c "$clients" -j "$jobs" -P 1 \
+	PGSSLMODE=$PGSSLMODE_BENCH PGPASSWORD=$PASSWORD timeout -k 10 $((BENCH_SECONDS + BENCH_CONNECT_MAX + 30)) \
+		"$PGBIN/pgbench" -n -S -M "$mode" "${CONNECT_FLAG[@]}" -c "$clients" -j "$jobs" -P 1 \
 		-T $((BENCH_SECONDS + BENCH_CONNECT_MAX)) -h 127.0.0.1 -p "$port" -U bench bench \
 		>"$out" 2>&1 &
 	bpid=$!
@@ -438,7 +477,9 @@ pgmux_version=n/a
 		"scale $BENCH_SCALE; pool size $BENCH_POOL_SIZE for pgmux and pgbouncer (transaction mode);" \
 		"everything on 127.0.0.1 on one machine ($(nproc) CPUs, $(uname -m))."
 	echo "PostgreSQL $pg_version (fsync=off, shared_buffers=256MB, max_connections=1100)," \
-		"PgBouncer $pgb_version, pgmux $pgmux_version. SCRAM-SHA-256 logins."
+		"PgBouncer $pgb_version, pgmux $pgmux_version. SCRAM-SHA-256 logins." \
+		"$([ "$BENCH_TLS" = 1 ] && echo "TLS: clients (sslmode=require) and servers (server_tls_sslmode = require, PostgreSQL ssl = on), P-256 certificate." || echo "No TLS.")" \
+		"$([ "$BENCH_CONNECT" = 1 ] && echo "pgbench -C: one connection and login per transaction (TPS = logins/s, CPU per login).")"
 	echo "Load average (1, 5, 15 min) at the start: $LOAD_START; at the end: $(cut -d' ' -f1-3 /proc/loadavg)" \
 		"(anything else running on the machine skews the figures)."
 	echo "TPS, latency and pooler CPU are measured over ${BENCH_SECONDS}s once every client is" \
