@@ -1099,8 +1099,10 @@ static void client_write_cb(struct bufferevent *bev, void *arg)
 	struct client *c = arg;
 	struct server *s = c->server;
 	wbuf_written(&c->wb);
-	/* the client drained: let its server send more */
-	if (s && s->state == SV_ACTIVE && s->client == c) {
+	/* the client drained: let its server send more, if back-pressure had
+	 * paused it (a TLS bufferevent calls this after every write that
+	 * drains, paused or not) */
+	if (s && s->state == SV_ACTIVE && s->client == c && !s->rb.on) {
 		bufferevent_setwatermark(bev, EV_WRITE, 0, 0);
 		rbuf_start(&s->rb);
 		bufferevent_trigger(s->bev, EV_READ, BEV_TRIG_IGNORE_WATERMARKS | BEV_TRIG_DEFER_CALLBACKS);
