@@ -239,8 +239,9 @@ SSL_CTX *tls_accept_ctx_new(const struct config *cfg, char *err, size_t errlen)
 		SSL_CTX_set_verify(ctx, SSL_VERIFY_PEER, NULL);
 	else
 		SSL_CTX_set_verify(ctx, SSL_VERIFY_NONE, NULL);
-	/* session resumption: stateless tickets (TLS 1.3 and 1.2) with keys
-	 * OpenSSL makes per context, and a server-side cache for TLS 1.2
+	/* session resumption: stateless tickets (TLS 1.3 and 1.2) sealed with
+	 * pgmux's process-wide rotating keys (ticket_cb), and a server-side
+	 * cache for TLS 1.2
 	 * session ids */
 	SSL_CTX_set_alpn_select_cb(ctx, alpn_select, NULL);
 	SSL_CTX_set_session_id_context(ctx, (const unsigned char *)"pgmux", 5);
@@ -375,10 +376,8 @@ struct bufferevent *tls_accept_bev(struct event_base *base, int fd)
 		return NULL;
 	struct bufferevent *bev = bufferevent_openssl_socket_new(
 		base, fd, ssl, BUFFEREVENT_SSL_ACCEPTING, BEV_OPT_CLOSE_ON_FREE);
-	if (!bev) {
-		SSL_free(ssl);
-		return NULL;
-	}
+	if (!bev)
+		return NULL; /* with BEV_OPT_CLOSE_ON_FREE libevent has freed SSL already */
 	/* a client that closes without close_notify has still said all it said */
 	bufferevent_openssl_set_allow_dirty_shutdown(bev, 1);
 	return bev;

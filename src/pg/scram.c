@@ -682,6 +682,7 @@ struct scram_client {
 	size_t client_first_bare_len;       /* its length without the NUL */
 	uint8_t server_signature[SCRAM_KEY_LEN]; /* the v= we expect */
 	bool binds;                         /* -PLUS: "p=tls-server-end-point" */
+	bool could_bind;                    /* "y": on TLS, but -PLUS was not offered */
 	uint8_t cb_data[SCRAM_CB_MAX];      /* the server certificate's end point hash */
 	size_t cb_len;
 	char *cbind;                        /* owned: the c= value, made at _first */
@@ -761,7 +762,7 @@ int scram_client_first(struct scram_client *c, char **out)
 	c->client_first_bare_len = (size_t)n;
 	*out = NULL;
 	static const char plus[] = "p=tls-server-end-point,,";
-	const char *gs2 = c->binds ? plus : "n,,";
+	const char *gs2 = c->binds ? plus : c->could_bind ? "y,," : "n,,";
 	size_t gs2_len = strlen(gs2);
 	uint8_t raw[sizeof plus + SCRAM_CB_MAX];
 	memcpy(raw, gs2, gs2_len);
@@ -776,6 +777,14 @@ int scram_client_first(struct scram_client *c, char **out)
 	memcpy(*out, gs2, gs2_len);
 	memcpy(*out + gs2_len, c->client_first_bare, (size_t)n + 1);
 	c->state = SCRAM_CLIENT_WANT_SERVER_FIRST;
+	return 0;
+}
+
+int scram_client_could_bind(struct scram_client *c)
+{
+	if (!c || c->state != SCRAM_CLIENT_START || c->binds)
+		return -1;
+	c->could_bind = true;
 	return 0;
 }
 

@@ -102,6 +102,12 @@ struct scram_client *scram_client_new_with_nonce_user(const struct scram_client_
  * Returns 0, or -1 if called late or LEN is 0 or over SCRAM_CB_MAX. */
 int scram_client_channel_binding(struct scram_client *c, const uint8_t *data, size_t len)
 	__attribute__((warn_unused_result));
+/* Before scram_client_first, on a TLS connection whose server did not
+ * offer -PLUS: send "y,," (RFC 5802: the client could bind, but believes
+ * the server cannot), so that a man in the middle who stripped -PLUS from
+ * the mechanism list is caught by a server that does offer it. Returns 0,
+ * or -1 if called late or after scram_client_channel_binding. */
+int scram_client_could_bind(struct scram_client *c) __attribute__((warn_unused_result));
 /* *OUT: malloc'ed client-first-message "n,,n=,r=<nonce>" (or with the
  * binding header). Returns 0 / -1. */
 int scram_client_first(struct scram_client *c, char **out) __attribute__((warn_unused_result));

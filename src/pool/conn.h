@@ -198,6 +198,7 @@ struct server {
 	SSL *ssl;                    /* owned: TLS towards the server, or NULL (plaintext);
 				      * the bufferevent does not free it */
 	enum server_tls tls;         /* where TLS negotiation is during login */
+	bool tls_fallback;           /* prefer: reconnected in plaintext after TLS failed */
 	struct pool *pool;           /* borrowed */
 	struct client *client;       /* borrowed: linked client, or the login waiting on us */
 	uint32_t be_pid;             /* BackendKeyData from the server */

@@ -1102,6 +1102,8 @@ void server_event_cb(struct bufferevent *bev, short what, void *arg)
 		else
 			snprintf(why, sizeof(why), "%s", strerror(EVUTIL_SOCKET_ERROR()));
 		if (s->state == SV_CONNECTING) {
+			if (s->tls == SV_TLS_HANDSHAKE && server_tls_fallback(s, "handshake_failed"))
+				return;
 			login_fail(s, "08006", why);
 		} else if (s->state == SV_IDLE) {
 			if (pool_claim_idle(s->pool, s))

@@ -35,3 +35,9 @@ void on_connected(struct server *s);
  * arrived; the handshake finished. */
 void on_tls_answer(struct server *s);
 void on_tls_connected(struct server *s);
+/* server_tls_sslmode = prefer and TLS did not work out (the handshake
+ * failed, or the answer was neither S nor N): connect again in plaintext,
+ * once, as libpq does. Returns false (nothing done) in other modes or on
+ * the second try; true if it took the server over (even if that failed
+ * and the login was failed). */
+bool server_tls_fallback(struct server *s, const char *why);

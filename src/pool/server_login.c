@@ -25,6 +25,7 @@
 #include <event2/bufferevent.h>
 #include <event2/event.h>
 #include <openssl/crypto.h>
+#include <openssl/ssl.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -83,7 +84,11 @@ static int send_sasl_initial(struct server *s, struct evbuffer *out, const uint8
 	s->scram = scram_client_new(&creds);
 	OPENSSL_cleanse(&creds, sizeof(creds));
 	char *first = NULL;
+	/* on TLS without -PLUS offered: "y" (a stripped list is then caught by
+	 * the server); -PLUS offered but no hash to bind to (an Ed25519
+	 * certificate): "n", which PostgreSQL accepts */
 	if (!s->scram || (cb_len && scram_client_channel_binding(s->scram, cb, cb_len) < 0) ||
+	    (s->ssl && !plus && scram_client_could_bind(s->scram) < 0) ||
 	    scram_client_first(s->scram, &first) < 0)
 		return -1;
 	const char *mech = cb_len ? "SCRAM-SHA-256-PLUS" : "SCRAM-SHA-256";
@@ -274,7 +279,7 @@ void on_connected(struct server *s)
 		login_fail(s, "53200", "out of memory");
 		return;
 	}
-	if (tls_connecting()) {
+	if (tls_connecting() && !s->tls_fallback) {
 		/* server_tls_sslmode prefer and stricter: ask first */
 		if (proto_write_ssl_request(bufferevent_get_output(s->bev)) < 0) {
 			login_fail(s, "53200", "out of memory");
@@ -323,7 +328,8 @@ void on_tls_answer(struct server *s)
 	}
 	if (answer != 'S') {
 		/* an ErrorResponse from a server that knows no SSLRequest, or noise */
-		login_fail(s, "08P01", "server answered the SSLRequest with neither S nor N");
+		if (!server_tls_fallback(s, "answer_not_s_or_n"))
+			login_fail(s, "08P01", "server answered the SSLRequest with neither S nor N");
 		return;
 	}
 	if (avail > 1) {
@@ -351,6 +357,36 @@ void on_tls_answer(struct server *s)
 		return;
 	}
 	rbuf_start(&s->rb);
+}
+
+bool server_tls_fallback(struct server *s, const char *why)
+{
+	const struct config_db *db = pool_db(s->pool);
+	if (pool_config()->server_tls_sslmode != TLS_PREFER || s->tls_fallback)
+		return false;
+	log_info("server_tls_fallback", "db=%s user=%s reason=%s", pool_db_name(s->pool),
+		 pool_user(s->pool), why);
+	/* as libpq's prefer: connect again, in plaintext */
+	rbuf_detach(&s->rb);
+	wbuf_detach(&s->wb);
+	bufferevent_free(s->bev);
+	SSL_free(s->ssl);
+	s->ssl = NULL;
+	if (s->fd >= 0)
+		close(s->fd);
+	s->fd = -1;
+	s->tls = SV_TLS_NONE;
+	s->tls_fallback = true;
+	s->bev = bufferevent_socket_new(s->worker->base, -1, 0);
+	if (!s->bev) {
+		login_fail(s, "53200", "out of memory");
+		return true;
+	}
+	bufferevent_setcb(s->bev, server_read_cb, server_write_cb, server_event_cb, s);
+	if (bufferevent_socket_connect_hostname(s->bev, s->worker->dns, AF_UNSPEC, db->host,
+						db->port) < 0)
+		login_fail(s, "08006", "could not start connecting to server");
+	return true;
 }
 
 /* The TLS handshake with the server is done (the certificate verified as

@@ -212,3 +212,30 @@ def test_server_tls_config_errors(pg, tmp_path, certs):  # noqa: F811
     assert r.returncode == 1 and "server_tls_protocols" in r.stderr, r.stderr
     r = check(server_tls_sslmode="verify-full", server_tls_ca_file=certs / "ca.crt")
     assert r.returncode == 0, r.stderr
+
+
+@pytest.fixture(scope="module")
+def tls12_pg(certs):  # noqa: F811
+    """ssl = on, but TLS 1.2 at most, and plaintext allowed."""
+    server = harness.PgServer(conf=TLS_CONF + ["ssl_max_protocol_version = 'TLSv1.2'"],
+                              files=tls_pg_files(certs, "server"))
+    server.start()
+    server.setup_roles(pgbench=False)
+    yield server
+    server.stop()
+
+
+def test_prefer_falls_back_when_the_handshake_fails(tls12_pg, mux_for):
+    """As libpq's prefer: a TLS handshake that fails (here pgmux wants TLS
+    1.3, the server offers 1.2 at most) is retried in plaintext; require
+    fails instead."""
+    mux = mux_for(tls12_pg, server_tls_protocols="tlsv1.3")
+    assert server_ssl(mux)[0] is False
+    mux.wait_for_log(r"server_tls_fallback .*reason=handshake_failed")
+    strict = mux_for(tls12_pg, server_tls_sslmode="require", server_tls_protocols="tlsv1.3")
+    with pytest.raises(psycopg.OperationalError) as ei:
+        strict.connect()
+    assert "TLS handshake with the server failed" in str(ei.value), ei.value
+    # and with TLS 1.2 allowed, TLS 1.2 it is
+    ok = mux_for(tls12_pg, server_tls_sslmode="require")
+    assert server_ssl(ok) == (True, "TLSv1.2")

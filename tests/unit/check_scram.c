@@ -360,6 +360,26 @@ START_TEST(test_end_to_end_plus)
 	scram_client_free(c);
 	scram_server_free(s);
 
+	/* "y": accepted by a half that offered no -PLUS, refused (a stripped
+	 * mechanism list) by one that did */
+	c = scram_client_new(&creds);
+	s = scram_server_new(&secret);
+	ck_assert_int_eq(scram_client_could_bind(c), 0);
+	ck_assert_int_eq(run_exchange(c, s, NULL), 0);
+	scram_client_free(c);
+	scram_server_free(s);
+	c = scram_client_new(&creds);
+	s = scram_server_new(&secret);
+	ck_assert_int_eq(scram_client_could_bind(c), 0);
+	ck_assert_int_eq(scram_server_channel_binding(s, false, cb, sizeof(cb)), 0);
+	ck_assert_int_eq(scram_client_first(c, &m1), 0);
+	ck_assert_int_eq(strncmp(m1, "y,,n=,r=", 8), 0);
+	ck_assert_int_eq(scram_server_handle_first(s, m1, strlen(m1), &m2), -1);
+	ck_assert_int_eq(scram_client_could_bind(c), -1); /* too late */
+	free(m1);
+	scram_client_free(c);
+	scram_server_free(s);
+
 	c = scram_client_new(&creds);
 	ck_assert_int_eq(scram_client_channel_binding(c, cb, 0), -1);
 	ck_assert_int_eq(scram_client_channel_binding(c, cb, SCRAM_CB_MAX + 1), -1);
