@@ -768,17 +768,24 @@ static void check_auth_file(struct parser *p)
 	check_file_key(p, "auth_file");
 }
 
+/* A *_tls_protocols value, reported at the line of the key NAME. */
+static void check_tls_protocols(struct parser *p, const char *name, const char *value)
+{
+	int min, max;
+
+	if (config_tls_protocols(value, &min, &max) < 0)
+		report(p, global_seen(p, name)->line,
+		       "%s: expected secure, all, legacy or a list of tlsv1.2 and tlsv1.3 (pgmux "
+		       "speaks no TLS below 1.2)",
+		       name);
+}
+
 static void check_client_tls(struct parser *p)
 {
 	struct config *cfg = p->cfg;
 	const struct seen *mode = global_seen(p, "client_tls_sslmode");
-	const struct seen *protos = global_seen(p, "client_tls_protocols");
-	int min, max;
 
-	if (config_tls_protocols(cfg->client_tls_protocols, &min, &max) < 0)
-		report(p, protos->line,
-		       "client_tls_protocols: expected secure, all, legacy or a list of tlsv1.2 "
-		       "and tlsv1.3 (pgmux speaks no TLS below 1.2)");
+	check_tls_protocols(p, "client_tls_protocols", cfg->client_tls_protocols);
 	if (cfg->client_tls_sslmode != TLS_DISABLE && !mode->bad) {
 		if (!cfg->client_tls_cert_file && !global_seen(p, "client_tls_cert_file")->bad)
 			report(p, mode->line, "client_tls_cert_file is required when "
@@ -805,15 +812,10 @@ static void check_server_tls(struct parser *p)
 {
 	struct config *cfg = p->cfg;
 	const struct seen *mode = global_seen(p, "server_tls_sslmode");
-	const struct seen *protos = global_seen(p, "server_tls_protocols");
 	const struct seen *cert = global_seen(p, "server_tls_cert_file");
 	const struct seen *key = global_seen(p, "server_tls_key_file");
-	int min, max;
 
-	if (config_tls_protocols(cfg->server_tls_protocols, &min, &max) < 0)
-		report(p, protos->line,
-		       "server_tls_protocols: expected secure, all, legacy or a list of tlsv1.2 "
-		       "and tlsv1.3 (pgmux speaks no TLS below 1.2)");
+	check_tls_protocols(p, "server_tls_protocols", cfg->server_tls_protocols);
 	if (cfg->server_tls_sslmode >= TLS_VERIFY_CA && !mode->bad && !cfg->server_tls_ca_file &&
 	    !global_seen(p, "server_tls_ca_file")->bad)
 		report(p, mode->line, "server_tls_ca_file is required when server_tls_sslmode is %s",

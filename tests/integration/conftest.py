@@ -3,7 +3,8 @@
 - pg: one PostgreSQL cluster for the whole session (roles app, app2, md5user;
   database appdb with pgbench tables).
 - pgmux: a factory; pgmux(**overrides) starts a pgmux with its own config and
-  returns a harness.Pgmux. Every process it started is stopped at teardown,
+  returns a harness.Pgmux (pgmux(server=other_pg, ...) puts it in front of
+  a cluster the test started itself). Every process it started is stopped at teardown,
   which fails the test if pgmux crashed, hung on SIGTERM, reported a
   sanitizer error (named by its first frames) or wrote a password into its
   log.
@@ -67,8 +68,9 @@ def pg():
 def pgmux(pg, tmp_path):
     started = []
 
-    def start(**overrides):
-        inst = harness.Pgmux(pg, tmp_path / ("pgmux%d" % len(started)), **overrides)
+    def start(server=None, **overrides):
+        """SERVER: a PgServer other than the session's (a test's own)."""
+        inst = harness.Pgmux(server or pg, tmp_path / ("pgmux%d" % len(started)), **overrides)
         started.append(inst)
         return inst.start()
 

@@ -53,20 +53,9 @@ def own_pg():
 
 
 @pytest.fixture
-def own_pgmux(own_pg, tmp_path):
+def own_pgmux(own_pg, pgmux):
     """Like the pgmux fixture, but for own_pg."""
-    started = []
-
-    def start(**overrides):
-        inst = harness.Pgmux(own_pg, tmp_path / ("own%d" % len(started)), **overrides)
-        started.append(inst)
-        return inst.start()
-
-    yield start
-    problems = []
-    for inst in started:
-        problems += inst.stop()
-    assert not problems, "\n".join(problems)
+    return lambda **overrides: pgmux(server=own_pg, **overrides)
 
 
 def make_table(pg, name, columns, rows_sql=None):

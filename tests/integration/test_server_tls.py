@@ -50,20 +50,12 @@ def tls_pg_dns(certs):  # noqa: F811
 
 
 @pytest.fixture
-def mux_for(tmp_path):
-    started = []
-
+def mux_for(pgmux):
+    """pgmux in front of SERVER (reached at HOST), pool_size 3."""
     def start(server, host=harness.HOST, **settings):
         db = {DB: {"host": host, "port": server.port, "dbname": DB, "pool_size": 3}}
-        inst = harness.Pgmux(server, tmp_path / ("m%d" % len(started)), databases=db, **settings)
-        started.append(inst)
-        return inst.start()
-
-    yield start
-    problems = []
-    for inst in started:
-        problems += inst.stop()
-    assert not problems, "\n".join(problems)
+        return pgmux(server=server, databases=db, **settings)
+    return start
 
 
 def server_ssl(mux, **kw):

@@ -12,7 +12,6 @@ import hashlib
 import os
 import socket
 import ssl
-import struct
 import subprocess
 import threading
 import time
@@ -332,8 +331,7 @@ def test_config_errors(pgmux, certs, tmp_path):
     def check(extra):
         inst = harness.Pgmux(mux.pg, tmp_path / ("c%d" % len(seen)), **extra)
         seen.append(inst)
-        return subprocess.run([harness.PGMUX_BIN, "--check", str(inst.config_path)],
-                              capture_output=True, text=True, timeout=10)
+        return harness.run_check(inst)
 
     seen = []
     mux = pgmux()
@@ -582,8 +580,7 @@ def test_cert_auth(pgmux, certs):
 def test_cert_auth_needs_verified_client_certificates(pgmux, certs, tmp_path):
     mux = pgmux()
     inst = harness.Pgmux(mux.pg, tmp_path / "c", auth_type="cert", **tls_settings(certs, "require"))
-    r = subprocess.run([harness.PGMUX_BIN, "--check", str(inst.config_path)], capture_output=True,
-                       text=True, timeout=10)
+    r = harness.run_check(inst)
     assert r.returncode == 1
     assert "auth_type cert needs client_tls_sslmode verify-ca or verify-full" in r.stderr, r.stderr
     assert ":%d:" % _line(inst, "auth_type") in r.stderr
