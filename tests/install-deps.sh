@@ -23,7 +23,8 @@ set -euo pipefail
 #     `npm ci` in tests/integration/node: see install_node_modules below)
 #   scripts: procps (pgrep, ps), iproute2 (ss), util-linux (runuser, setpriv),
 #     coreutils (timeout), passwd (useradd), findutils, openssl (the TLS tests
-#     make their certificates with it)
+#     make their certificates with it), strace (test_transport counts the
+#     system calls of a transaction)
 PACKAGES=(
 	build-essential autoconf automake libtool pkg-config
 	clang libclang-rt-14-dev
@@ -31,7 +32,7 @@ PACKAGES=(
 	check
 	postgresql-15 postgresql-client-15 pgbouncer
 	python3-pytest python3-psycopg python3-asyncpg
-	procps iproute2 util-linux coreutils passwd findutils openssl
+	procps iproute2 util-linux coreutils passwd findutils openssl strace
 )
 # Debian's nodejs and npm, unless a node and an npm are already installed:
 # a NodeSource nodejs package bundles npm and conflicts with Debian's npm

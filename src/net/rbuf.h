@@ -5,9 +5,9 @@
  * ours reads into its input buffer (one recv) and calls the
  * owner's read or event callback, with the bufferevent's signatures.
  *
- * On a TLS bufferevent (net/tls) the bufferevent reads and decrypts itself:
- * the rbuf then only turns its EV_READ on and off, and the owner's
- * callbacks, set on the bufferevent, run from libevent's. */
+ * The bytes come through net/transport: over TLS (rbuf_set_ssl, once the
+ * handshake is done) the same read event runs SSL_read, and bytes OpenSSL
+ * already holds are read without waiting for the socket. */
 #pragma once
 
 #include <stdbool.h>
@@ -29,8 +29,8 @@ struct rbuf {
 	rbuf_read_fn read_cb;
 	rbuf_event_fn event_cb;  /* gets BEV_EVENT_READING | BEV_EVENT_EOF or _ERROR */
 	void *arg;
-	bool on;                 /* the read event is added (TLS: EV_READ enabled) */
-	bool tls;                /* bev is a TLS bufferevent: it reads itself */
+	struct ssl_st *ssl;      /* borrowed: TLS session over the socket, or NULL */
+	bool on;                 /* the read event is added */
 	rbuf_peek_fn peek;       /* once: called with the first byte before it is read */
 };
 
@@ -45,6 +45,8 @@ void rbuf_start(struct rbuf *rb);
  * bytes added. */
 size_t rbuf_read_pending(struct rbuf *rb);
 void rbuf_stop(struct rbuf *rb);
+/* From now on read through SSL (its handshake done), or in plaintext. */
+void rbuf_set_ssl(struct rbuf *rb, struct ssl_st *ssl);
 /* Before the next read, show FN the first byte waiting on the socket
  * (recv MSG_PEEK: one more system call, once). Plain sockets only. */
 void rbuf_peek_first(struct rbuf *rb, rbuf_peek_fn fn);

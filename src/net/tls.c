@@ -7,6 +7,7 @@
 #include <pthread.h>
 #include <time.h>
 #include <event2/bufferevent.h>
+#include <event2/buffer.h>
 #include <event2/bufferevent_ssl.h>
 #include <openssl/core_names.h>
 #include <openssl/err.h>
@@ -171,8 +172,8 @@ static int ctx_common(SSL_CTX *ctx, const char *side, const char *protocols, con
 	SSL_CTX_set_max_proto_version(ctx, max);
 	SSL_CTX_set_options(ctx, SSL_OP_NO_RENEGOTIATION | SSL_OP_NO_COMPRESSION |
 					 SSL_OP_CIPHER_SERVER_PREFERENCE);
-	/* bufferevent_openssl writes a buffer's chunks one SSL_write each and
-	 * may retry with another pointer after SSL_ERROR_WANT_WRITE */
+	/* net/transport may retry a write with another pointer after
+	 * SSL_ERROR_WANT_WRITE; an idle connection keeps no record buffers */
 	SSL_CTX_set_mode(ctx, SSL_MODE_ACCEPT_MOVING_WRITE_BUFFER | SSL_MODE_RELEASE_BUFFERS);
 	if (SSL_CTX_set_cipher_list(ctx, cipher_list(ciphers)) != 1) {
 		snprintf(what, sizeof(what), "%s_tls_ciphers", side);
@@ -335,15 +336,6 @@ SSL *tls_connect_ssl(const char *host)
 	return ssl;
 }
 
-struct bufferevent *tls_connect_bev(struct event_base *base, int fd, SSL *ssl, bool established)
-{
-	struct bufferevent *bev = bufferevent_openssl_socket_new(
-		base, fd, ssl, established ? BUFFEREVENT_SSL_OPEN : BUFFEREVENT_SSL_CONNECTING, 0);
-	if (bev)
-		bufferevent_openssl_set_allow_dirty_shutdown(bev, 1);
-	return bev;
-}
-
 bool tls_accepting(void)
 {
 	return __atomic_load_n(&accept_ctx, __ATOMIC_ACQUIRE) != NULL;
@@ -364,28 +356,31 @@ int tls_send_reply(int fd, char reply)
 	return n == 1 ? 0 : -1;
 }
 
-struct bufferevent *tls_accept_bev(struct event_base *base, int fd)
+SSL *tls_accept_ssl(void)
 {
 	/* the installed context may be swapped meanwhile: SSL_new takes its
 	 * own reference before this one could be the last */
 	SSL_CTX *ctx = __atomic_load_n(&accept_ctx, __ATOMIC_ACQUIRE);
-	if (!ctx)
-		return NULL;
-	SSL *ssl = SSL_new(ctx);
-	if (!ssl)
-		return NULL;
+	return ctx ? SSL_new(ctx) : NULL;
+}
+
+struct bufferevent *tls_handshake_bev(struct event_base *base, int fd, SSL *ssl, bool accepting)
+{
 	struct bufferevent *bev = bufferevent_openssl_socket_new(
-		base, fd, ssl, BUFFEREVENT_SSL_ACCEPTING, BEV_OPT_CLOSE_ON_FREE);
-	if (!bev)
-		return NULL; /* with BEV_OPT_CLOSE_ON_FREE libevent has freed SSL already */
-	/* a client that closes without close_notify has still said all it said */
-	bufferevent_openssl_set_allow_dirty_shutdown(bev, 1);
+		base, fd, ssl, accepting ? BUFFEREVENT_SSL_ACCEPTING : BUFFEREVENT_SSL_CONNECTING, 0);
+	if (bev)
+		/* a peer that closes without close_notify has still said all it said */
+		bufferevent_openssl_set_allow_dirty_shutdown(bev, 1);
 	return bev;
 }
 
-bool tls_is_tls(struct bufferevent *bev)
+int tls_handshake_done(struct bufferevent *hs, struct bufferevent *dst)
 {
-	return bev && bufferevent_openssl_get_ssl(bev) != NULL;
+	/* libevent reads nothing after the handshake while EV_READ is off, but
+	 * whatever it decrypted belongs to the stream */
+	int rc = evbuffer_add_buffer(bufferevent_get_input(dst), bufferevent_get_input(hs));
+	bufferevent_free(hs);
+	return rc;
 }
 
 const char *tls_error(struct bufferevent *bev, char *buf, size_t len)
@@ -402,9 +397,8 @@ const char *tls_error(struct bufferevent *bev, char *buf, size_t len)
 	return buf;
 }
 
-const char *tls_describe(struct bufferevent *bev, char *buf, size_t len)
+const char *tls_describe(SSL *ssl, char *buf, size_t len)
 {
-	SSL *ssl = bufferevent_openssl_get_ssl(bev);
 	if (!ssl)
 		snprintf(buf, len, "none");
 	else
@@ -429,21 +423,18 @@ static size_t end_point(X509 *cert, unsigned char *out, size_t len)
 	return n;
 }
 
-size_t tls_server_end_point(struct bufferevent *bev, unsigned char *out, size_t len)
+size_t tls_server_end_point(SSL *ssl, unsigned char *out, size_t len)
 {
-	SSL *ssl = bev ? bufferevent_openssl_get_ssl(bev) : NULL;
 	return ssl ? end_point(SSL_get_certificate(ssl), out, len) : 0;
 }
 
-size_t tls_peer_end_point(struct bufferevent *bev, unsigned char *out, size_t len)
+size_t tls_peer_end_point(SSL *ssl, unsigned char *out, size_t len)
 {
-	SSL *ssl = bev ? bufferevent_openssl_get_ssl(bev) : NULL;
 	return ssl ? end_point(SSL_get0_peer_certificate(ssl), out, len) : 0;
 }
 
-bool tls_alpn_postgresql(struct bufferevent *bev)
+bool tls_alpn_postgresql(SSL *ssl)
 {
-	SSL *ssl = bev ? bufferevent_openssl_get_ssl(bev) : NULL;
 	const unsigned char *p = NULL;
 	unsigned int n = 0;
 	if (ssl)
@@ -451,9 +442,8 @@ bool tls_alpn_postgresql(struct bufferevent *bev)
 	return n == 10 && memcmp(p, "postgresql", 10) == 0;
 }
 
-int tls_peer_cn(struct bufferevent *bev, char *buf, size_t len)
+int tls_peer_cn(SSL *ssl, char *buf, size_t len)
 {
-	SSL *ssl = bev ? bufferevent_openssl_get_ssl(bev) : NULL;
 	X509 *cert = ssl ? SSL_get0_peer_certificate(ssl) : NULL;
 	if (!cert || SSL_get_verify_result(ssl) != X509_V_OK)
 		return -1;

@@ -4,10 +4,12 @@
  * accepted connection after an SSLRequest answered 'S' (or at once, for
  * direct TLS), and of a server connection after PostgreSQL answered 'S'.
  *
- * A TLS connection is a libevent OpenSSL bufferevent over the same socket:
- * its input and output evbuffers hold plaintext, so everything above the
- * transport (net/rbuf, net/wbuf) reads and writes them as it does a plain
- * socket's. No TLS below 1.2, no renegotiation, no compression. */
+ * The handshake runs on a libevent OpenSSL bufferevent of its own over the
+ * connection's socket (tls_handshake_bev); once it is done that goes
+ * (tls_handshake_done) and the SSL carries the data path in net/transport,
+ * under the connection's plain bufferevent: no OpenSSL bufferevent, with
+ * its write event re-armed around every message, is left on the hot path.
+ * No TLS below 1.2, no renegotiation, no compression. */
 #pragma once
 
 #include <stdbool.h>
@@ -36,10 +38,17 @@ bool tls_connecting(void);
 /* A client-side SSL for a connection to HOST (SNI unless HOST is an
  * address; the name check under verify-full). NULL on failure. */
 SSL *tls_connect_ssl(const char *host);
-/* A bufferevent on BASE running SSL over FD: the handshake towards the
- * server, or (ESTABLISHED) one already done, when a connection moves to
- * another worker. Freeing it closes neither FD nor SSL. */
-struct bufferevent *tls_connect_bev(struct event_base *base, int fd, SSL *ssl, bool established);
+/* A server-side SSL from the installed accepting context. NULL on failure. */
+SSL *tls_accept_ssl(void);
+/* A bufferevent on BASE that runs SSL's handshake over FD (as the TLS
+ * server if ACCEPTING, else as the client) and reports BEV_EVENT_CONNECTED,
+ * or _ERROR / _EOF, to its event callback; keep its EV_READ off. Freeing it
+ * closes neither FD nor SSL. NULL on failure. */
+struct bufferevent *tls_handshake_bev(struct event_base *base, int fd, SSL *ssl, bool accepting);
+/* After BEV_EVENT_CONNECTED: free HS, moving anything it decrypted into
+ * DST's input (the connection's plain bufferevent, whose rbuf and wbuf go
+ * on over the SSL). Returns 0 / -1 (out of memory; HS is freed anyway). */
+int tls_handshake_done(struct bufferevent *hs, struct bufferevent *dst);
 
 /* Session tickets are sealed with keys that rotate every this many seconds
  * (a ticket resumes for one to two periods); also the session lifetime. */
@@ -64,31 +73,26 @@ void tls_shutdown(void);
 /* Write the single byte REPLY ('S') on FD now. 0, or -1 if it could not be
  * written at once (a fresh socket always takes one byte). */
 int tls_send_reply(int fd, char reply);
-/* A bufferevent on BASE that runs the server side of a TLS handshake on FD
- * with the installed context, and then carries plaintext. Freeing it
- * closes FD and frees its SSL. NULL on failure (FD left open). */
-struct bufferevent *tls_accept_bev(struct event_base *base, int fd);
-/* Whether ALPN "postgresql" was negotiated on BEV (required of a direct TLS
+/* Whether ALPN "postgresql" was negotiated on SSL (required of a direct TLS
  * connection, PostgreSQL 17's sslnegotiation=direct; a client offering
  * other protocols only is refused in the handshake). */
-bool tls_alpn_postgresql(struct bufferevent *bev);
-/* The CommonName of the certificate the client on BEV presented, if it
+bool tls_alpn_postgresql(SSL *ssl);
+/* The CommonName of the certificate the client on SSL presented, if it
  * presented one and it verified: 0 with the name in BUF, or -1 (no TLS,
  * no certificate, not verified, no CN, a CN with a NUL byte or longer
  * than LEN - 1). */
-int tls_peer_cn(struct bufferevent *bev, char *buf, size_t len);
-/* Whether BEV is a TLS bufferevent. */
-bool tls_is_tls(struct bufferevent *bev);
-/* The first OpenSSL error queued on BEV ("" if none), for logs. */
+int tls_peer_cn(SSL *ssl, char *buf, size_t len);
+/* The first OpenSSL error queued on the handshake bufferevent BEV ("" if
+ * none), for logs. */
 const char *tls_error(struct bufferevent *bev, char *buf, size_t len);
-/* tls-server-end-point channel binding data for BEV (RFC 5929): the hash
+/* tls-server-end-point channel binding data for SSL (RFC 5929): the hash
  * of the certificate pgmux presented, with the certificate's signature
  * digest (SHA-256 for MD5 and SHA-1). Returns its length (at most LEN), or
- * 0 if BEV is not TLS or the certificate's signature has no single digest
+ * 0 if SSL is NULL or the certificate's signature has no single digest
  * (Ed25519, RSA-PSS): SCRAM-SHA-256-PLUS is then not offered. */
-size_t tls_server_end_point(struct bufferevent *bev, unsigned char *out, size_t len);
+size_t tls_server_end_point(SSL *ssl, unsigned char *out, size_t len);
 /* The same for the certificate the peer presented (a PostgreSQL server,
  * for SCRAM-SHA-256-PLUS towards it). */
-size_t tls_peer_end_point(struct bufferevent *bev, unsigned char *out, size_t len);
-/* The negotiated protocol and cipher of BEV, for logs. */
-const char *tls_describe(struct bufferevent *bev, char *buf, size_t len);
+size_t tls_peer_end_point(SSL *ssl, unsigned char *out, size_t len);
+/* The negotiated protocol and cipher of SSL ("none" if NULL), for logs. */
+const char *tls_describe(SSL *ssl, char *buf, size_t len);

@@ -2,7 +2,7 @@
 #include "net/wbuf.h"
 
 #include "net/rbuf.h"
-#include "net/tls.h"
+#include "net/transport.h"
 #include "net/worker.h"
 
 #include <errno.h>
@@ -10,6 +10,33 @@
 #include <event2/bufferevent.h>
 #include <event2/event.h>
 #include <stdlib.h>
+
+static void write_ready(evutil_socket_t fd, short what, void *arg);
+
+/* Wait for the socket to take more (with wbuf_drain's limit, if any). */
+static void wait_writable(struct wbuf *wb)
+{
+	if (wb->waiting)
+		return;
+	if (!wb->ev) {
+		wb->ev = event_new(wb->w->base, wb->fd, EV_WRITE | EV_PERSIST, write_ready, wb);
+		if (!wb->ev) {
+			bufferevent_trigger_event(wb->bev, BEV_EVENT_WRITING | BEV_EVENT_ERROR,
+						  BEV_TRIG_DEFER_CALLBACKS);
+			return;
+		}
+	}
+	struct timeval tv = {wb->timeout_ms / 1000, (wb->timeout_ms % 1000) * 1000};
+	if (event_add(wb->ev, wb->timeout_ms > 0 ? &tv : NULL) == 0)
+		wb->waiting = true;
+}
+
+static void stop_waiting(struct wbuf *wb)
+{
+	if (wb->waiting)
+		event_del(wb->ev);
+	wb->waiting = false;
+}
 
 static void queue(struct wbuf *wb)
 {
@@ -20,8 +47,7 @@ static void queue(struct wbuf *wb)
 		int cap = w->capflush ? w->capflush * 2 : 64;
 		struct wbuf **q = realloc(w->flushq, (size_t)cap * sizeof(*q));
 		if (!q) {
-			/* cannot queue: let libevent write it */
-			bufferevent_enable(wb->bev, EV_WRITE);
+			wait_writable(wb); /* cannot queue: write when the socket is ready */
 			return;
 		}
 		w->flushq = q;
@@ -50,15 +76,73 @@ static void output_cb(struct evbuffer *buf, const struct evbuffer_cb_info *info,
 		queue(wb);
 }
 
+/* One write of what is queued; waits for the socket if some is left. */
+static void write_now(struct wbuf *wb, struct evbuffer *out)
+{
+	if (evbuffer_get_length(out) == 0)
+		return;
+	/* a socket bufferevent keeps its output's front frozen outside its own
+	 * write handler; thaw it for this write, as that handler does */
+	evbuffer_unfreeze(out, 1);
+	int n = transport_write(out, wb->fd, wb->ssl, &wb->tls_retry);
+	int err = errno;
+	evbuffer_freeze(out, 1);
+	if (n < 0 && err != EAGAIN && err != EWOULDBLOCK && err != EINTR) {
+		stop_waiting(wb);
+		errno = err;
+		bufferevent_trigger_event(wb->bev, BEV_EVENT_WRITING | BEV_EVENT_ERROR,
+					  BEV_TRIG_DEFER_CALLBACKS);
+		return;
+	}
+	if (evbuffer_get_length(out) > 0)
+		wait_writable(wb);
+}
+
+static void check_notify(struct wbuf *wb, struct evbuffer *out)
+{
+	if (wb->notify && evbuffer_get_length(out) <= wb->notify_below) {
+		wb->notify = false;
+		bufferevent_trigger(wb->bev, EV_WRITE,
+				    BEV_TRIG_IGNORE_WATERMARKS | BEV_TRIG_DEFER_CALLBACKS);
+	}
+}
+
+static void write_ready(evutil_socket_t fd, short what, void *arg)
+{
+	struct wbuf *wb = arg;
+	struct evbuffer *out = bufferevent_get_output(wb->bev);
+	if (what & EV_TIMEOUT) {
+		stop_waiting(wb);
+		bufferevent_trigger_event(wb->bev, BEV_EVENT_WRITING | BEV_EVENT_TIMEOUT, 0);
+		return;
+	}
+	unqueue(wb);
+	write_now(wb, out);
+	if (!wb->bev)
+		return;
+	if (evbuffer_get_length(out) == 0)
+		stop_waiting(wb);
+	if (wb->notify && evbuffer_get_length(out) <= wb->notify_below) {
+		check_notify(wb, out);
+		return;
+	}
+	/* as a bufferevent's write handler: the callback runs when the output
+	 * is at its low watermark */
+	bufferevent_trigger(wb->bev, EV_WRITE, 0);
+}
+
 int wbuf_attach(struct wbuf *wb, struct worker *w, struct bufferevent *bev)
 {
 	wb->w = w;
 	wb->bev = bev;
+	wb->ssl = NULL;
+	wb->ev = NULL;
+	wb->tls_retry = 0;
+	wb->fd = bufferevent_getfd(bev);
 	wb->qidx = -1;
+	wb->timeout_ms = 0;
 	wb->notify = false;
-	wb->tls = tls_is_tls(bev);
-	if (wb->tls)
-		return bufferevent_enable(bev, EV_WRITE);
+	wb->waiting = false;
 	bufferevent_disable(bev, EV_WRITE);
 	struct evbuffer *out = bufferevent_get_output(bev);
 	if (!evbuffer_add_cb(out, output_cb, wb))
@@ -72,36 +156,46 @@ void wbuf_detach(struct wbuf *wb)
 {
 	if (!wb->bev)
 		return;
-	if (wb->tls) {
-		wb->bev = NULL;
-		return;
-	}
 	unqueue(wb);
+	stop_waiting(wb);
+	if (wb->ev)
+		event_free(wb->ev);
+	wb->ev = NULL;
 	evbuffer_remove_cb(bufferevent_get_output(wb->bev), output_cb, wb);
 	wb->bev = NULL;
+	wb->ssl = NULL;
+}
+
+void wbuf_set_ssl(struct wbuf *wb, struct ssl_st *ssl)
+{
+	wb->ssl = ssl;
+	wb->tls_retry = 0;
 }
 
 void wbuf_flush(struct wbuf *wb)
 {
-	if (!wb->bev || wb->tls)
+	if (!wb->bev)
 		return;
 	unqueue(wb);
 	struct evbuffer *out = bufferevent_get_output(wb->bev);
-	if (evbuffer_get_length(out) == 0)
+	if (!wb->waiting) /* else the socket is full: write_ready writes */
+		write_now(wb, out);
+	check_notify(wb, out);
+}
+
+void wbuf_drain(struct wbuf *wb, int timeout_ms)
+{
+	if (!wb->bev)
 		return;
-	/* a socket bufferevent keeps its output's front frozen outside its own
-	 * write handler; thaw it for this write, as that handler does */
-	evbuffer_unfreeze(out, 1);
-	int n = evbuffer_write(out, bufferevent_getfd(wb->bev));
-	evbuffer_freeze(out, 1);
-	if (evbuffer_get_length(out) > 0 || n < 0)
-		/* would block, or an error libevent will report through the event callback */
-		bufferevent_enable(wb->bev, EV_WRITE);
-	if (wb->notify && evbuffer_get_length(out) <= wb->notify_below) {
-		wb->notify = false;
-		bufferevent_trigger(wb->bev, EV_WRITE,
-				    BEV_TRIG_IGNORE_WATERMARKS | BEV_TRIG_DEFER_CALLBACKS);
+	wb->timeout_ms = timeout_ms;
+	wb->notify = true;
+	wb->notify_below = 0;
+	bufferevent_setwatermark(wb->bev, EV_WRITE, 0, 0);
+	if (wb->waiting) { /* again, with the new limit */
+		stop_waiting(wb);
+		wait_writable(wb);
 	}
+	wbuf_flush(wb);
 }
 
 bool wbuf_pause_reader(struct wbuf *dst, struct rbuf *src)
@@ -110,7 +204,7 @@ bool wbuf_pause_reader(struct wbuf *dst, struct rbuf *src)
 		return false;
 	rbuf_stop(src);
 	bufferevent_setwatermark(dst->bev, EV_WRITE, WBUF_LOW_WATER, 0);
-	dst->notify = !dst->tls; /* libevent calls a TLS bufferevent's write callback itself */
+	dst->notify = true;
 	dst->notify_below = WBUF_LOW_WATER;
 	return true;
 }
@@ -118,8 +212,8 @@ bool wbuf_pause_reader(struct wbuf *dst, struct rbuf *src)
 void wbuf_written(struct wbuf *wb)
 {
 	wb->notify = false;
-	if (wb->bev && !wb->tls && evbuffer_get_length(bufferevent_get_output(wb->bev)) == 0)
-		bufferevent_disable(wb->bev, EV_WRITE);
+	if (wb->bev && evbuffer_get_length(bufferevent_get_output(wb->bev)) == 0)
+		stop_waiting(wb);
 }
 
 void wbuf_flush_all(struct worker *w)

@@ -5,6 +5,7 @@
 #include "core/log.h"
 #include "net/sockopt.h"
 #include "net/tls.h"
+#include "net/transport.h"
 #include "net/worker.h"
 #include "pg/md5.h"
 #include "pg/proto.h"
@@ -75,10 +76,11 @@ static const char *cstate_name(enum client_state st)
 	return names[st];
 }
 
-static void client_set_state(struct client *c, enum client_state st)
+void client_set_state(struct client *c, enum client_state st)
 {
 	log_debug("client_state", "addr=%s from=%s to=%s", c->addr, cstate_name(c->state),
 		  cstate_name(st));
+	pool_count_client(c->pool, (int)c->state, (int)st);
 	c->state = st;
 }
 
@@ -120,11 +122,15 @@ static void schedule_reap(struct client *c)
 static void client_free(struct client *c)
 {
 	struct pool_worker *pw = c->worker->ctx;
+	pool_count_client(c->pool, (int)c->state, -1);
 	TAILQ_REMOVE(&pw->clients, c, worker_entry);
 	pw->nclients--;
 	__atomic_fetch_sub(&nclients_total, 1, __ATOMIC_RELAXED);
 	rbuf_detach(&c->rb);
 	wbuf_detach(&c->wb);
+	if (c->hs)
+		bufferevent_free(c->hs);
+	transport_tls_close(c->ssl); /* before the socket closes */
 	if (c->bev)
 		bufferevent_free(c->bev); /* closes the socket */
 	if (c->timer)
@@ -153,7 +159,6 @@ static void flushed_close_cb(struct bufferevent *bev, void *arg)
 {
 	struct client *c = arg;
 	if (evbuffer_get_length(bufferevent_get_output(bev)) == 0) {
-		bufferevent_disable(bev, EV_WRITE);
 		schedule_reap(c);
 		bufferevent_setcb(bev, NULL, NULL, NULL, NULL);
 	}
@@ -163,7 +168,6 @@ static void closing_event_cb(struct bufferevent *bev, short what, void *arg)
 {
 	struct client *c = arg;
 	bufferevent_setcb(bev, NULL, NULL, NULL, NULL);
-	bufferevent_disable(bev, EV_READ | EV_WRITE);
 	rbuf_stop(&c->rb);
 	schedule_reap(c);
 }
@@ -194,22 +198,26 @@ void client_close(struct client *c, const char *sqlstate, const char *reason, co
 		c->server = NULL;
 	}
 	cancel_unregister(c);
+	rbuf_stop(&c->rb);
+	if (c->hs) {
+		/* mid-handshake: nothing can be said in plaintext now */
+		bufferevent_free(c->hs);
+		c->hs = NULL;
+		evbuffer_drain(bufferevent_get_output(c->bev), (size_t)-1);
+		sqlstate = NULL;
+	}
 	struct evbuffer *out = bufferevent_get_output(c->bev);
 	if (sqlstate)
 		(void)proto_write_error(out, "FATAL", sqlstate, "%s", msg);
-	rbuf_stop(&c->rb);
 	wbuf_flush(&c->wb);
-	wbuf_detach(&c->wb);
 	if (evbuffer_get_length(out) == 0) {
 		bufferevent_setcb(c->bev, NULL, NULL, NULL, NULL);
 		schedule_reap(c);
 		return;
 	}
-	struct timeval tv = {5, 0};
-	bufferevent_set_timeouts(c->bev, NULL, &tv);
-	bufferevent_setwatermark(c->bev, EV_WRITE, 0, 0);
+	/* what is queued goes first, for at most 5 s */
 	bufferevent_setcb(c->bev, NULL, flushed_close_cb, closing_event_cb, c);
-	bufferevent_enable(c->bev, EV_WRITE);
+	wbuf_drain(&c->wb, 5000);
 }
 
 /* ---- accept ---- */
@@ -330,7 +338,7 @@ static void login_ok(struct client *c)
 	c->login_done = true;
 	char tls[96];
 	log_info("client_login", "db=%s user=%s addr=%s tls=%s", cdb(c), cuser(c), c->addr,
-		 tls_describe(c->bev, tls, sizeof(tls)));
+		 tls_describe(c->ssl, tls, sizeof(tls)));
 	struct kvlist welcome = {0};
 	if (pool_welcome(c->pool, &welcome)) {
 		client_set_state(c, CL_IDLE);
@@ -411,7 +419,7 @@ static void start_auth(struct client *c)
 		 * user must be in the auth_file (pgmux logs in to the server with
 		 * its password) */
 		char cn[256];
-		bool has_cert = tls_peer_cn(c->bev, cn, sizeof(cn)) == 0;
+		bool has_cert = tls_peer_cn(c->ssl, cn, sizeof(cn)) == 0;
 		if (!has_cert || !sec || strcmp(cn, cuser(c)) != 0) {
 			log_warn("client_login_failed",
 				 "db=%s user=%s addr=%s sqlstate=28000 reason=%s", cdb(c), cuser(c),
@@ -463,7 +471,7 @@ static void start_auth(struct client *c)
 	}
 	l->phase = LG_SASL_FIRST;
 	/* -PLUS only on TLS pgmux terminates itself, never relayed */
-	l->cb_len = tls_server_end_point(c->bev, l->cb, sizeof(l->cb));
+	l->cb_len = tls_server_end_point(c->ssl, l->cb, sizeof(l->cb));
 	static const char mechs[] = "SCRAM-SHA-256\0";
 	static const char mechs_plus[] = "SCRAM-SHA-256-PLUS\0SCRAM-SHA-256\0";
 	if (l->cb_len)
@@ -503,27 +511,43 @@ static int check_params(struct client *c)
 	return 0;
 }
 
-/* Go on over TLS on the same socket: the plaintext bufferevent goes
- * (closing its fd), a TLS one carries on over a duplicate. */
+static void client_hs_event_cb(struct bufferevent *bev, short what, void *arg);
+
+/* Go on over TLS on the same socket: the handshake runs on a bufferevent
+ * of its own (net/tls), the client's reads stop until it is done. */
 static int upgrade_tls(struct client *c)
 {
-	int fd = bufferevent_getfd(c->bev), tfd = dup(fd);
-	struct bufferevent *tbev = tfd >= 0 ? tls_accept_bev(c->worker->base, tfd) : NULL;
-	if (!tbev) {
-		if (tfd >= 0)
-			close(tfd);
+	rbuf_stop(&c->rb);
+	c->ssl = tls_accept_ssl();
+	c->hs = c->ssl ? tls_handshake_bev(c->worker->base, bufferevent_getfd(c->bev), c->ssl, true)
+		       : NULL;
+	if (!c->hs)
 		return -1;
-	}
-	rbuf_detach(&c->rb);
-	wbuf_detach(&c->wb);
-	bufferevent_free(c->bev);
-	c->bev = tbev;
-	bufferevent_setcb(tbev, client_read_cb, client_write_cb, client_event_cb, c);
-	if (wbuf_attach(&c->wb, c->worker, tbev) < 0 ||
-	    rbuf_attach(&c->rb, c->worker, tbev, client_read_cb, client_event_cb, c) < 0)
-		return -1;
-	rbuf_start(&c->rb);
+	bufferevent_setcb(c->hs, NULL, NULL, client_hs_event_cb, c);
 	return 0;
+}
+
+/* The handshake is over: on success the client's own reads and writes go
+ * on through the SSL (net/transport). */
+static void client_hs_event_cb(struct bufferevent *bev, short what, void *arg)
+{
+	struct client *c = arg;
+	if (what & BEV_EVENT_CONNECTED) {
+		c->hs = NULL;
+		if (tls_handshake_done(bev, c->bev) < 0) {
+			client_close(c, NULL, "out_of_memory", NULL);
+			return;
+		}
+		transport_tls_start(c->ssl);
+		rbuf_set_ssl(&c->rb, c->ssl);
+		wbuf_set_ssl(&c->wb, c->ssl);
+		rbuf_start(&c->rb);
+		return;
+	}
+	char e[160];
+	if (*tls_error(bev, e, sizeof(e)))
+		log_info("tls_error", "addr=%s reason=\"%s\"", c->addr, e);
+	client_close(c, NULL, (what & BEV_EVENT_EOF) ? "client_eof" : "client_error", NULL);
 }
 
 /* After an SSLRequest: answer 'S' and go on over TLS. Bytes already read
@@ -571,7 +595,7 @@ static void handle_startup(struct client *c, const uint8_t *data, size_t len)
 	}
 	switch (c->sp.kind) {
 	case STARTUP_SSL:
-		if (tls_accepting() && !tls_is_tls(c->bev)) {
+		if (tls_accepting() && !c->ssl) {
 			start_tls(c);
 			return;
 		}
@@ -595,7 +619,7 @@ static void handle_startup(struct client *c, const uint8_t *data, size_t len)
 		client_close(c, "53300", "too_many_clients", "sorry, too many clients already");
 		return;
 	}
-	if (cfg->client_tls_sslmode >= TLS_REQUIRE && !tls_is_tls(c->bev)) {
+	if (cfg->client_tls_sslmode >= TLS_REQUIRE && !c->ssl) {
 		log_warn("client_login_failed", "db=%s user=%s addr=%s sqlstate=28000 reason=tls_required",
 			 cdb(c), cuser(c), c->addr);
 		client_close(c, "28000", "tls_required",
@@ -630,6 +654,7 @@ static void handle_startup(struct client *c, const uint8_t *data, size_t len)
 			client_close(c, "53200", "out_of_memory", "pgmux: out of memory");
 			return;
 		}
+		pool_count_client(c->pool, -1, (int)c->state);
 	}
 	start_auth(c);
 }
@@ -697,7 +722,7 @@ static void handle_password(struct client *c, const uint8_t *body, size_t len)
 static void login_read(struct client *c)
 {
 	struct evbuffer *in = bufferevent_get_input(c->bev);
-	if (c->login->direct_tls && !tls_alpn_postgresql(c->bev)) {
+	if (c->login->direct_tls && !tls_alpn_postgresql(c->ssl)) {
 		log_info("protocol_error", "addr=%s reason=direct_tls_without_alpn", c->addr);
 		client_close(c, "08P01", "bad_startup",
 			     "received direct SSL connection request without ALPN protocol "
@@ -1100,8 +1125,7 @@ static void client_write_cb(struct bufferevent *bev, void *arg)
 	struct server *s = c->server;
 	wbuf_written(&c->wb);
 	/* the client drained: let its server send more, if back-pressure had
-	 * paused it (a TLS bufferevent calls this after every write that
-	 * drains, paused or not) */
+	 * paused it */
 	if (s && s->state == SV_ACTIVE && s->client == c && !s->rb.on) {
 		bufferevent_setwatermark(bev, EV_WRITE, 0, 0);
 		rbuf_start(&s->rb);
@@ -1113,9 +1137,9 @@ static void client_event_cb(struct bufferevent *bev, short what, void *arg)
 {
 	struct client *c = arg;
 	if (what & (BEV_EVENT_EOF | BEV_EVENT_ERROR)) {
-		char e[160];
-		if (tls_is_tls(bev) && *tls_error(bev, e, sizeof(e)))
-			log_info("tls_error", "addr=%s reason=\"%s\"", c->addr, e);
+		if (c->ssl && (what & BEV_EVENT_ERROR) && errno == EPROTO)
+			log_info("tls_error", "addr=%s reason=\"%s\"", c->addr,
+				 transport_last_error());
 		if (c->state == CL_LOGIN && !c->sp.user)
 			log_info("protocol_error", "addr=%s reason=closed_before_startup", c->addr);
 		client_close(c, NULL, (what & BEV_EVENT_EOF) ? "client_eof" : "client_error", NULL);

@@ -10,6 +10,10 @@ struct server;
 struct worker;
 
 /* Listener callback: a new client socket on W. */
+enum client_state;
+/* The only writer of a client's state: moves C to ST and keeps its pool's
+ * per-state counts (pool_counts). */
+void client_set_state(struct client *c, enum client_state st);
 void client_accept(struct worker *w, int fd, const char *addr);
 
 /* Finalize C: send a FATAL ErrorResponse with SQLSTATE (if not NULL), log

@@ -14,6 +14,7 @@
 #include "net/wbuf.h"
 #include "pg/startup.h"
 #include "pool/pstmt.h"
+#include "pool/route.h"
 
 #include <stdbool.h>
 #include <stdint.h>
@@ -110,6 +111,8 @@ struct set_op {
 
 #define UNNAMED_UNKNOWN UINT64_MAX
 
+typedef struct ssl_st SSL;
+
 struct client {
 	enum client_state state;
 	uint64_t id;                 /* unique for the life of the process, never reused */
@@ -117,6 +120,8 @@ struct client {
 	struct bufferevent *bev;     /* owned */
 	struct wbuf wb;              /* direct writes on bev */
 	struct rbuf rb;              /* reads into bev's input */
+	SSL *ssl;                    /* owned: TLS with the client, or NULL (plaintext) */
+	struct bufferevent *hs;      /* owned: the TLS handshake's, while it runs */
 	char addr[64];               /* peer "ip:port" for logs */
 	struct pool *pool;           /* borrowed: pools live until exit */
 	struct server *server;       /* borrowed: linked server (CL_ACTIVE) */
@@ -184,8 +189,6 @@ enum server_tls {
 	SV_TLS_ON,        /* handshake done */
 };
 
-typedef struct ssl_st SSL;
-
 struct server {
 	enum server_state state;
 	enum server_after after;     /* what follows the internal query */
@@ -195,11 +198,12 @@ struct server {
 	struct rbuf rb;              /* reads into bev's input (after connect) */
 	/* bev is NULL while the server is handed from one worker to another */
 	int fd;                      /* owned (bufferevent does not close it) */
-	SSL *ssl;                    /* owned: TLS towards the server, or NULL (plaintext);
-				      * the bufferevent does not free it */
+	SSL *ssl;                    /* owned: TLS towards the server, or NULL (plaintext) */
+	struct bufferevent *hs;      /* owned: the TLS handshake's, while it runs */
 	enum server_tls tls;         /* where TLS negotiation is during login */
 	bool tls_fallback;           /* prefer: reconnected in plaintext after TLS failed */
 	struct pool *pool;           /* borrowed */
+	struct route route;          /* where it was opened (pool/route): its cancels go there */
 	struct client *client;       /* borrowed: linked client, or the login waiting on us */
 	uint32_t be_pid;             /* BackendKeyData from the server */
 	uint32_t be_key;

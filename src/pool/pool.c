@@ -37,6 +37,8 @@ struct pool {
 	uint8_t client_key[SCRAM_KEY_LEN]; /* [lock] recovered from a client's SCRAM proof */
 	bool derived_ready;              /* [lock] */
 	struct scram_secret derived;     /* [lock] SCRAM secret derived from a plain password */
+	int ncl[CL_CLOSING + 1];          /* atomic: clients per state */
+	int nsv[SV_CLOSING + 1];          /* atomic: servers per state */
 	struct pool *next;               /* [pools_lock] */
 };
 
@@ -84,7 +86,7 @@ struct pool *pool_get(const struct config_db *db, const char *user)
 	pthread_mutex_lock(&g.lock);
 	struct pool *p;
 	for (p = g.pools; p; p = p->next)
-		if (p->db == db && strcmp(p->user, user) == 0)
+		if (strcmp(p->db_name, db->name) == 0 && strcmp(p->user, user) == 0)
 			break;
 	if (!p) {
 		p = calloc(1, sizeof(*p));
@@ -131,7 +133,7 @@ static struct server *take_idle(struct pool *p, int wid)
 	if (s) {
 		TAILQ_REMOVE(&p->idle[wid], s, idle_entry);
 		p->nidle--;
-		s->state = SV_RESERVED;
+		server_set_state(s, SV_RESERVED);
 	}
 	return s;
 }
@@ -234,11 +236,11 @@ static void release_locked(struct pool *p, struct server *s)
 		if (s->bev && s->worker != c->worker)
 			server_detach(s); /* the waiter's worker attaches it to its own base */
 		c->reserved = s;
-		s->state = SV_RESERVED;
+		server_set_state(s, SV_RESERVED);
 		inbox_push(c);
 		return;
 	}
-	s->state = SV_IDLE;
+	server_set_state(s, SV_IDLE);
 	s->idle_since_ms = conn_now_ms();
 	TAILQ_INSERT_HEAD(&p->idle[s->worker->id], s, idle_entry);
 	p->nidle++;
@@ -321,7 +323,7 @@ bool pool_claim_idle(struct pool *p, struct server *s)
 	if (ok) {
 		TAILQ_REMOVE(&p->idle[s->worker->id], s, idle_entry);
 		p->nidle--;
-		s->state = SV_RESERVED;
+		server_set_state(s, SV_RESERVED);
 	}
 	pthread_mutex_unlock(&p->lock);
 	return ok;
@@ -384,6 +386,50 @@ struct pool_stats pool_get_stats(struct pool *p)
 	return st;
 }
 
+static void count(int *n, int from, int to)
+{
+	if (from >= 0)
+		__atomic_fetch_sub(&n[from], 1, __ATOMIC_RELAXED);
+	if (to >= 0)
+		__atomic_fetch_add(&n[to], 1, __ATOMIC_RELAXED);
+}
+
+void pool_count_client(struct pool *p, int from, int to)
+{
+	if (p && from != to)
+		count(p->ncl, from, to);
+}
+
+void pool_count_server(struct pool *p, int from, int to)
+{
+	if (p && from != to)
+		count(p->nsv, from, to);
+}
+
+static int get(const int *n, int st)
+{
+	return __atomic_load_n(&n[st], __ATOMIC_RELAXED);
+}
+
+struct pool_counts pool_counts(struct pool *p)
+{
+	struct pool_counts pc = {
+		.cl_active = get(p->ncl, CL_IDLE) + get(p->ncl, CL_ACTIVE),
+		.cl_waiting = get(p->ncl, CL_WAITING),
+		.sv_active = get(p->nsv, SV_ACTIVE) + get(p->nsv, SV_INTERNAL),
+		.sv_idle = get(p->nsv, SV_IDLE),
+		.sv_used = get(p->nsv, SV_RELEASING) + get(p->nsv, SV_RESERVED),
+		.sv_login = get(p->nsv, SV_CONNECTING),
+	};
+	pthread_mutex_lock(&p->lock);
+	struct client *oldest = TAILQ_FIRST(&p->waiters);
+	uint64_t now = conn_now_ms();
+	if (oldest && now > oldest->wait_start_ms)
+		pc.maxwait_us = (now - oldest->wait_start_ms) * 1000;
+	pthread_mutex_unlock(&p->lock);
+	return pc;
+}
+
 int pool_total_servers(void)
 {
 	int n = 0;
@@ -420,7 +466,7 @@ static void janitor_pool(struct pool *p, struct worker *w, uint64_t now)
 		if (idle_expired || too_old) {
 			TAILQ_REMOVE(&p->idle[w->id], s, idle_entry);
 			p->nidle--;
-			s->state = SV_RESERVED;
+			server_set_state(s, SV_RESERVED);
 			TAILQ_INSERT_TAIL(&doomed, s, reap_entry);
 		}
 	}

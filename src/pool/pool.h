@@ -14,6 +14,7 @@
 #include <stdint.h>
 
 struct client;
+struct pool;
 struct server;
 struct worker;
 
@@ -22,6 +23,27 @@ struct pool_stats {
 	int idle;     /* parked servers */
 	int waiting;  /* queued clients */
 };
+
+/* What SHOW POOLS prints, with PgBouncer's names and meanings, from the
+ * per-state counts the state setters keep (client_set_state,
+ * server_set_state: the only writers of a state):
+ * cl_active   logged-in clients not waiting (idle or linked): CL_IDLE, CL_ACTIVE
+ * cl_waiting  clients queued for a server: CL_WAITING
+ * sv_active   servers serving a client: SV_ACTIVE, SV_INTERNAL
+ * sv_idle     servers parked, ready: SV_IDLE
+ * sv_used     servers between clients (release, hand-over): SV_RELEASING, SV_RESERVED
+ * sv_login    servers connecting and logging in: SV_CONNECTING
+ * maxwait_us  how long the oldest queued client has waited */
+struct pool_counts {
+	int cl_active, cl_waiting;
+	int sv_active, sv_idle, sv_used, sv_login;
+	uint64_t maxwait_us;
+};
+struct pool_counts pool_counts(struct pool *p);
+/* The setters' bookkeeping: one client or server of P left state FROM and
+ * entered state TO (-1: came into being, or is gone). Any thread. */
+void pool_count_client(struct pool *p, int from, int to);
+void pool_count_server(struct pool *p, int from, int to);
 
 /* Global state, set once at start. CFG and AF are borrowed for the life of
  * the process; WORKERS is the array of NWORKERS workers. */
@@ -35,7 +57,7 @@ const struct authfile *pool_authfile(void);
 struct worker *pool_worker(int i);
 int pool_nworkers(void);
 
-/* The pool for (DB, USER), created on first use. NULL on allocation failure.
+/* The pool for (DB's name, USER), created on first use. NULL on allocation failure.
  * Thread-safe. */
 struct pool *pool_get(const struct config_db *db, const char *user);
 

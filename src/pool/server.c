@@ -8,6 +8,7 @@
 #include "core/config.h"
 #include "core/log.h"
 #include "net/tls.h"
+#include "net/transport.h"
 #include "net/worker.h"
 #include "pg/md5.h"
 #include "pg/proto.h"
@@ -48,6 +49,7 @@ void server_set_state(struct server *s, enum server_state st)
 {
 	log_debug("server_state", "db=%s user=%s be_pid=%u from=%s to=%s", pool_db_name(s->pool),
 		  pool_user(s->pool), s->be_pid, state_name(s->state), state_name(st));
+	pool_count_server(s->pool, (int)s->state, (int)st);
 	s->state = st;
 }
 
@@ -69,11 +71,13 @@ struct server *server_new(struct pool *p, struct worker *w)
 	s->txn = 'I';
 	s->created_ms = conn_now_ms();
 	sstmt_init(&s->stmts);
+	pool_count_server(p, -1, (int)s->state);
 	return s;
 }
 
 void server_free(struct server *s)
 {
+	pool_count_server(s->pool, (int)s->state, -1);
 	rbuf_detach(&s->rb);
 	wbuf_detach(&s->wb);
 	if (s->fd < 0 && s->bev) {
@@ -82,9 +86,11 @@ void server_free(struct server *s)
 		if (fd >= 0)
 			close(fd);
 	}
+	if (s->hs)
+		bufferevent_free(s->hs);
 	if (s->bev)
 		bufferevent_free(s->bev);
-	SSL_free(s->ssl); /* after its bufferevent, which does not free it */
+	transport_tls_close(s->ssl); /* before the socket closes */
 	if (s->fd >= 0)
 		close(s->fd);
 	if (s->timer)
@@ -214,8 +220,8 @@ void server_detach(struct server *s)
 
 int server_attach(struct server *s, struct worker *w)
 {
-	s->bev = s->ssl ? tls_connect_bev(w->base, s->fd, s->ssl, true)
-			: bufferevent_socket_new(w->base, s->fd, 0);
+	/* the TLS session, if any, goes on over the new bufferevent */
+	s->bev = bufferevent_socket_new(w->base, s->fd, 0);
 	if (!s->bev)
 		return -1;
 	s->worker = w;
@@ -223,6 +229,8 @@ int server_attach(struct server *s, struct worker *w)
 	if (wbuf_attach(&s->wb, w, s->bev) < 0 ||
 	    rbuf_attach(&s->rb, w, s->bev, server_read_cb, server_event_cb, s) < 0)
 		return -1;
+	rbuf_set_ssl(&s->rb, s->ssl);
+	wbuf_set_ssl(&s->wb, s->ssl);
 	rbuf_start(&s->rb);
 	log_debug("server_moved", "db=%s user=%s be_pid=%u worker=%d tls=%s", pool_db_name(s->pool),
 		  pool_user(s->pool), s->be_pid, w->id, s->ssl ? "on" : "off");
@@ -378,7 +386,7 @@ static void unlink_client(struct server *s)
 	if (c) {
 		c->server = NULL;
 		if (c->state == CL_ACTIVE)
-			c->state = CL_IDLE;
+			client_set_state(c, CL_IDLE);
 	}
 }
 
@@ -1097,6 +1105,8 @@ void server_event_cb(struct bufferevent *bev, short what, void *arg)
 			snprintf(why, sizeof(why), "dns: %s", evutil_gai_strerror(dnserr));
 		else if (s->tls == SV_TLS_HANDSHAKE && *tls_error(bev, tlserr, sizeof(tlserr)))
 			snprintf(why, sizeof(why), "TLS handshake with the server failed: %s", tlserr);
+		else if (s->ssl && (what & BEV_EVENT_ERROR) && EVUTIL_SOCKET_ERROR() == EPROTO)
+			snprintf(why, sizeof(why), "TLS: %s", transport_last_error());
 		else if (what & BEV_EVENT_EOF)
 			snprintf(why, sizeof(why), "server closed the connection");
 		else
@@ -1170,11 +1180,11 @@ void server_send_cancel(struct server *s)
 	bufferevent_setcb(cc->bev, cancel_read_cb, NULL, cancel_event_cb, cc);
 	struct timeval tv = {pool_config()->server_connect_timeout, 0};
 	bufferevent_set_timeouts(cc->bev, &tv, &tv);
-	const struct config_db *db = pool_db(s->pool);
 	log_info("cancel_forwarded", "db=%s user=%s be_pid=%u", pool_db_name(s->pool),
 		 pool_user(s->pool), s->be_pid);
-	if (bufferevent_socket_connect_hostname(cc->bev, s->worker->dns, AF_UNSPEC, db->host,
-						db->port) < 0)
+	/* where S itself went, whatever the route for new servers is now */
+	if (bufferevent_socket_connect_hostname(cc->bev, s->worker->dns, AF_UNSPEC, s->route.host,
+						s->route.port) < 0)
 		cancel_done(cc);
 }
 
@@ -1228,8 +1238,7 @@ void server_run_deferred(struct worker *w)
 			 * failed): the next client's bytes must not follow half of it, nor
 			 * may a hand-over to another worker drop it */
 			s->drain_then_release = true;
-			bufferevent_setwatermark(s->bev, EV_WRITE, 0, 0);
-			bufferevent_enable(s->bev, EV_WRITE);
+			wbuf_drain(&s->wb, 0);
 			continue;
 		}
 		uint64_t age = conn_now_ms() - s->created_ms;

@@ -11,6 +11,11 @@ struct client;
 struct pool;
 struct server;
 struct worker;
+enum server_state;
+
+/* The only writer of a server's state: moves S to ST and keeps its pool's
+ * per-state counts (pool_counts). */
+void server_set_state(struct server *s, enum server_state st);
 
 /* Open a new server for P on W; the pool slot is already counted. C, if not
  * NULL, is the client waiting for exactly this server. On failure the slot

@@ -11,7 +11,6 @@ struct bufferevent;
 struct pool;
 struct worker;
 
-void server_set_state(struct server *s, enum server_state st);
 /* Run W's deferred work (release, reap) at the end of this loop turn. */
 void schedule_deferred(struct worker *w);
 struct server *server_new(struct pool *p, struct worker *w);

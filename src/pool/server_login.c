@@ -3,6 +3,7 @@
  * SCRAM-SHA-256 (from the auth_file's password, or from the ClientKey a
  * client's own SCRAM proof gave away when the auth_file holds a verifier).
  * The forwarding half is server.c. */
+#include "pool/route.h"
 #include "pool/server.h"
 #include "pool/server_internal.h"
 
@@ -10,6 +11,7 @@
 #include "core/log.h"
 #include "net/sockopt.h"
 #include "net/tls.h"
+#include "net/transport.h"
 #include "net/worker.h"
 #include "pg/md5.h"
 #include "pg/proto.h"
@@ -62,7 +64,7 @@ static int send_sasl_initial(struct server *s, struct evbuffer *out, const uint8
 			plus = true;
 	}
 	uint8_t cb[SCRAM_CB_MAX];
-	size_t cb_len = plus && s->ssl ? tls_peer_end_point(s->bev, cb, sizeof(cb)) : 0;
+	size_t cb_len = plus && s->ssl ? tls_peer_end_point(s->ssl, cb, sizeof(cb)) : 0;
 	if (!found && !cb_len)
 		return -1;
 	const struct auth_secret *sec = pool_secret(s->pool);
@@ -241,7 +243,6 @@ static void connect_timeout_cb(evutil_socket_t fd, short what, void *arg)
 void server_connect(struct pool *p, struct worker *w, struct client *c)
 {
 	const struct config *cfg = pool_config();
-	const struct config_db *db = pool_db(p);
 	struct server *s = server_new(p, w);
 	if (s) {
 		s->bev = bufferevent_socket_new(w->base, -1, 0);
@@ -258,11 +259,18 @@ void server_connect(struct pool *p, struct worker *w, struct client *c)
 	s->client = c;
 	if (c)
 		c->server = s;
-	s->state = SV_CONNECTING;
+	server_set_state(s, SV_CONNECTING);
 	bufferevent_setcb(s->bev, server_read_cb, server_write_cb, server_event_cb, s);
 	struct timeval tv = {cfg->server_connect_timeout, 0};
 	evtimer_add(s->timer, &tv);
-	if (bufferevent_socket_connect_hostname(s->bev, w->dns, AF_UNSPEC, db->host, db->port) < 0)
+	if (route_get(p, &s->route) < 0) {
+		login_fail(s, "08006", "no server to connect to");
+		return;
+	}
+	log_debug("server_route", "db=%s user=%s host=%s port=%d route=%016llx", pool_db_name(p),
+		  pool_user(p), s->route.host, s->route.port, (unsigned long long)s->route.version);
+	if (bufferevent_socket_connect_hostname(s->bev, w->dns, AF_UNSPEC, s->route.host,
+						s->route.port) < 0)
 		login_fail(s, "08006", "could not start connecting to server");
 }
 
@@ -337,31 +345,21 @@ void on_tls_answer(struct server *s)
 		return;
 	}
 	evbuffer_drain(in, 1);
-	const struct config_db *db = pool_db(s->pool);
-	s->ssl = tls_connect_ssl(db->host);
-	struct bufferevent *tbev = s->ssl ? tls_connect_bev(s->worker->base, s->fd, s->ssl, false)
-					  : NULL;
-	if (!tbev) {
+	/* the handshake runs on a bufferevent of its own; the server's reads
+	 * wait for it */
+	rbuf_stop(&s->rb);
+	s->ssl = tls_connect_ssl(s->route.host);
+	s->hs = s->ssl ? tls_handshake_bev(s->worker->base, s->fd, s->ssl, false) : NULL;
+	if (!s->hs) {
 		login_fail(s, "53200", "could not set up TLS towards the server");
 		return;
 	}
-	rbuf_detach(&s->rb);
-	wbuf_detach(&s->wb);
-	bufferevent_free(s->bev);
-	s->bev = tbev;
 	s->tls = SV_TLS_HANDSHAKE;
-	bufferevent_setcb(tbev, server_read_cb, server_write_cb, server_event_cb, s);
-	if (wbuf_attach(&s->wb, s->worker, tbev) < 0 ||
-	    rbuf_attach(&s->rb, s->worker, tbev, server_read_cb, server_event_cb, s) < 0) {
-		login_fail(s, "53200", "out of memory");
-		return;
-	}
-	rbuf_start(&s->rb);
+	bufferevent_setcb(s->hs, NULL, NULL, server_event_cb, s);
 }
 
 bool server_tls_fallback(struct server *s, const char *why)
 {
-	const struct config_db *db = pool_db(s->pool);
 	if (pool_config()->server_tls_sslmode != TLS_PREFER || s->tls_fallback)
 		return false;
 	log_info("server_tls_fallback", "db=%s user=%s reason=%s", pool_db_name(s->pool),
@@ -369,8 +367,11 @@ bool server_tls_fallback(struct server *s, const char *why)
 	/* as libpq's prefer: connect again, in plaintext */
 	rbuf_detach(&s->rb);
 	wbuf_detach(&s->wb);
+	if (s->hs)
+		bufferevent_free(s->hs);
+	s->hs = NULL;
 	bufferevent_free(s->bev);
-	SSL_free(s->ssl);
+	transport_tls_close(s->ssl);
 	s->ssl = NULL;
 	if (s->fd >= 0)
 		close(s->fd);
@@ -383,8 +384,9 @@ bool server_tls_fallback(struct server *s, const char *why)
 		return true;
 	}
 	bufferevent_setcb(s->bev, server_read_cb, server_write_cb, server_event_cb, s);
-	if (bufferevent_socket_connect_hostname(s->bev, s->worker->dns, AF_UNSPEC, db->host,
-						db->port) < 0)
+	/* the same destination: a fallback is no new route */
+	if (bufferevent_socket_connect_hostname(s->bev, s->worker->dns, AF_UNSPEC, s->route.host,
+						s->route.port) < 0)
 		login_fail(s, "08006", "could not start connecting to server");
 	return true;
 }
@@ -394,9 +396,18 @@ bool server_tls_fallback(struct server *s, const char *why)
 void on_tls_connected(struct server *s)
 {
 	s->tls = SV_TLS_ON;
+	struct bufferevent *hs = s->hs;
+	s->hs = NULL;
+	if (tls_handshake_done(hs, s->bev) < 0) {
+		login_fail(s, "53200", "out of memory");
+		return;
+	}
+	transport_tls_start(s->ssl);
+	rbuf_set_ssl(&s->rb, s->ssl);
+	wbuf_set_ssl(&s->wb, s->ssl);
 	char d[96];
 	log_debug("server_tls", "db=%s user=%s tls=%s", pool_db_name(s->pool), pool_user(s->pool),
-		  tls_describe(s->bev, d, sizeof(d)));
+		  tls_describe(s->ssl, d, sizeof(d)));
 	send_startup(s);
 }
 

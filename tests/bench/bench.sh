@@ -20,6 +20,10 @@
 #
 # Environment (defaults in brackets):
 #   BENCH_SECONDS [15]          length of each pgbench run
+#   BENCH_RUNS [1]              repetitions: every target runs once per repetition,
+#                               in turn (targets interleaved, so a slow spell of the
+#                               machine hits them all), and the table gives the median
+#                               of each figure, with every run's CPU per transaction
 #   BENCH_CLIENTS ["10 100 1000"]
 #   BENCH_MODES ["simple extended prepared"]  pgbench -M values; with simple and
 #                               prepared both in, a second table gives each
@@ -58,6 +62,7 @@ die() {
 }
 
 BENCH_SECONDS=${BENCH_SECONDS:-15}
+BENCH_RUNS=${BENCH_RUNS:-1}
 BENCH_CLIENTS=${BENCH_CLIENTS:-10 100 1000}
 BENCH_MODES=${BENCH_MODES:-simple extended prepared}
 BENCH_WORKERS=${BENCH_WORKERS:-1}
@@ -77,6 +82,7 @@ fi
 PGBOUNCER_BIN=${PGBOUNCER_BIN:-/usr/sbin/pgbouncer}
 
 case "$BENCH_TLS$BENCH_CONNECT" in 00 | 01 | 10 | 11) ;; *) die "BENCH_TLS and BENCH_CONNECT take 0 or 1" ;; esac
+case "$BENCH_RUNS" in '' | *[!0-9]* | 0) die "BENCH_RUNS takes a positive whole number" ;; esac
 for v in BENCH_SECONDS BENCH_CONNECT_MAX BENCH_POOL_SIZE BENCH_SCALE BENCH_THREADS BENCH_WARMUP; do
 	case "${!v}" in '' | *[!0-9]*) die "$v must be a whole number" ;; esac
 done
@@ -413,45 +419,79 @@ STARTED=$(date -u +%Y-%m-%dT%H:%M:%SZ)
 LOAD_START=$(cut -d' ' -f1-3 /proc/loadavg)
 STAMP=$(date -u +%Y%m%d-%H%M%S)
 
-for row in "${ROWS[@]}"; do
-	target=${row%% *}
-	workers=1
-	[ "$target" = pgmux ] && workers=${row#pgmux workers=}
-	# A free port can be taken by someone else before the pooler binds it:
-	# try again on another port.
-	started=0
-	for attempt in 1 2 3; do
-		if start_target "$target" "$workers"; then
-			started=1
-			break
+for rep in $(seq 1 "$BENCH_RUNS"); do
+	[ "$BENCH_RUNS" -gt 1 ] && log "run $rep of $BENCH_RUNS"
+	for row in "${ROWS[@]}"; do
+		target=${row%% *}
+		workers=1
+		[ "$target" = pgmux ] && workers=${row#pgmux workers=}
+		# A free port can be taken by someone else before the pooler binds it:
+		# try again on another port.
+		started=0
+		for attempt in 1 2 3; do
+			if start_target "$target" "$workers"; then
+				started=1
+				break
+			fi
+			[ "$target" = pgmux ] && [ ! -x "$PGMUX_BIN" ] && break
+			log "$row: start attempt $attempt failed"
+		done
+		if [ "$started" -eq 0 ]; then
+			why="did not start"
+			[ "$target" = pgmux ] && [ ! -x "$PGMUX_BIN" ] && why="no binary at $PGMUX_BIN (run make)"
+			log "$row: $why"
+			for clients in $BENCH_CLIENTS; do
+				for mode in $BENCH_MODES; do
+					TPS["$clients|$mode|$row@$rep"]=n/a
+					LAT["$clients|$mode|$row@$rep"]=n/a
+				done
+			done
+			FAILURES+=("$row: $why")
+			continue
 		fi
-		[ "$target" = pgmux ] && [ ! -x "$PGMUX_BIN" ] && break
-		log "$row: start attempt $attempt failed"
-	done
-	if [ "$started" -eq 0 ]; then
-		why="did not start"
-		[ "$target" = pgmux ] && [ ! -x "$PGMUX_BIN" ] && why="no binary at $PGMUX_BIN (run make)"
-		log "$row: $why"
+		log "$row on 127.0.0.1:$TARGET_PORT"
+		if [ "$BENCH_WARMUP" -gt 0 ]; then
+			run_pgbench "$TARGET_PORT" simple 10 "$BENCH_WARMUP" "$STATE/runs/warmup.log" ||
+				log "  warm-up run failed (going on)"
+		fi
 		for clients in $BENCH_CLIENTS; do
 			for mode in $BENCH_MODES; do
-				TPS["$clients|$mode|$row"]=n/a
-				LAT["$clients|$mode|$row"]=n/a
+				measure "$clients|$mode|$row@$rep" "$TARGET_PORT" "$mode" "$clients"
 			done
 		done
-		FAILURES+=("$row: $why")
-		continue
-	fi
-	log "$row on 127.0.0.1:$TARGET_PORT"
-	if [ "$BENCH_WARMUP" -gt 0 ]; then
-		run_pgbench "$TARGET_PORT" simple 10 "$BENCH_WARMUP" "$STATE/runs/warmup.log" ||
-			log "  warm-up run failed (going on)"
-	fi
-	for clients in $BENCH_CLIENTS; do
-		for mode in $BENCH_MODES; do
-			measure "$clients|$mode|$row" "$TARGET_PORT" "$mode" "$clients"
+		stop_target
+	done
+done
+
+# The median of each figure over the runs ("fail" or "n/a" if any run was).
+median() {
+	local v
+	for v in "$@"; do
+		[[ "$v" =~ ^[0-9]+(\.[0-9]+)?$ ]] || {
+			echo "$v"
+			return 0
+		}
+	done
+	printf '%s\n' "$@" | sort -g | awk '{ a[NR] = $1 }
+		END { if (NR % 2) print a[(NR + 1) / 2]; else printf "%.3f\n", (a[NR / 2] + a[NR / 2 + 1]) / 2 }'
+}
+declare -A CPU_RUNS
+for clients in $BENCH_CLIENTS; do
+	for mode in $BENCH_MODES; do
+		for row in "${ROWS[@]}"; do
+			key="$clients|$mode|$row"
+			for fig in TPS LAT CPU CONN; do
+				declare -n arr=$fig
+				vals=()
+				for rep in $(seq 1 "$BENCH_RUNS"); do
+					[ -n "${arr["$key@$rep"]:-}" ] && vals+=("${arr["$key@$rep"]}")
+				done
+				[ "${#vals[@]}" -gt 0 ] && arr[$key]=$(median "${vals[@]}")
+				[ "$fig" = CPU ] && [ "${#vals[@]}" -gt 0 ] && CPU_RUNS[$key]=$(IFS=/; echo "${vals[*]}")
+				unset -n arr
+			done
 		done
 	done
-	stop_target
 done
 
 # --- table ----------------------------------------------------------------
@@ -482,25 +522,36 @@ pgmux_version=n/a
 		"$([ "$BENCH_CONNECT" = 1 ] && echo "pgbench -C: one connection and login per transaction (TPS = logins/s, CPU per login).")"
 	echo "Load average (1, 5, 15 min) at the start: $LOAD_START; at the end: $(cut -d' ' -f1-3 /proc/loadavg)" \
 		"(anything else running on the machine skews the figures)."
+	[ "$BENCH_RUNS" -gt 1 ] && echo "Every figure is the median of $BENCH_RUNS runs, the targets taking turns in each" \
+		"repetition; the last column gives each run's pooler CPU per transaction."
 	echo "TPS, latency and pooler CPU are measured over ${BENCH_SECONDS}s once every client is" \
 		"connected (pgbench -P 1 lines); \"connect s\" is how long the logins took before that." \
 		"Pooler CPU is the pooler process's user+system time in that window over its transactions."
 	echo
-	echo "| clients | mode | target | TPS | avg latency ms | connect s | pooler CPU µs/txn | pgmux/pgbouncer | pgmux/direct |"
-	echo "|---:|---|---|---:|---:|---:|---:|---:|---:|"
+	if [ "$BENCH_RUNS" -gt 1 ]; then
+		echo "| clients | mode | target | TPS | avg latency ms | connect s | pooler CPU µs/txn | CPU pgmux/pgbouncer | TPS pgmux/pgbouncer | TPS pgmux/direct | CPU per run |"
+		echo "|---:|---|---|---:|---:|---:|---:|---:|---:|---:|---|"
+	else
+		echo "| clients | mode | target | TPS | avg latency ms | connect s | pooler CPU µs/txn | CPU pgmux/pgbouncer | TPS pgmux/pgbouncer | TPS pgmux/direct |"
+		echo "|---:|---|---|---:|---:|---:|---:|---:|---:|---:|"
+	fi
 	for clients in $BENCH_CLIENTS; do
 		for mode in $BENCH_MODES; do
 			for row in "${ROWS[@]}"; do
 				key="$clients|$mode|$row"
 				r_pgb="—"
 				r_dir="—"
+				r_cpu="—"
 				if [ "${row%% *}" = pgmux ]; then
+					r_cpu=$(ratio "${CPU[$key]:-}" "${CPU["$clients|$mode|pgbouncer"]:-}")
 					r_pgb=$(ratio "${TPS[$key]:-}" "${TPS["$clients|$mode|pgbouncer"]:-}")
 					r_dir=$(ratio "${TPS[$key]:-}" "${TPS["$clients|$mode|direct"]:-}")
 				fi
 				cpu=${CPU[$key]:-}
 				[ -z "$cpu" ] && cpu="—"
-				echo "| $clients | $mode | $row | $(fmt_tps "${TPS[$key]:-n/a}") | ${LAT[$key]:-n/a} | ${CONN[$key]:-—} | $cpu | $r_pgb | $r_dir |"
+				line="| $clients | $mode | $row | $(fmt_tps "${TPS[$key]:-n/a}") | ${LAT[$key]:-n/a} | ${CONN[$key]:-—} | $cpu | $r_cpu | $r_pgb | $r_dir |"
+				[ "$BENCH_RUNS" -gt 1 ] && line="$line ${CPU_RUNS[$key]:-—} |"
+				echo "$line"
 			done
 		done
 	done

@@ -3096,11 +3096,13 @@ void rig_begin(struct rig *r, const struct rig_config *cfg, enum rig_be_auth be_
 	begin_state(r, be_auth);
 }
 
-/* Servers pgmux counts for the auth_file users' pools: total and idle. */
-static void pool_counts(struct rig *r, int *total, int *idle)
+/* Servers pgmux counts for the auth_file users' pools: total and idle; and
+ * the per-state counts SHOW POOLS will print, summed over those pools. */
+static void pool_counts_of(struct rig *r, int *total, int *idle, struct pool_counts *pc)
 {
 	const struct config_db *db = config_find_db(r->cfgs[r->cur].cfg, RIG_DB);
 	*total = *idle = 0;
+	*pc = (struct pool_counts){0};
 	for (int i = 0; db && i < 3; i++) {
 		struct pool *p = pool_get(db, users[i]);
 		if (!p)
@@ -3108,7 +3110,27 @@ static void pool_counts(struct rig *r, int *total, int *idle)
 		struct pool_stats st = pool_get_stats(p);
 		*total += st.total;
 		*idle += st.idle;
+		struct pool_counts c = pool_counts(p);
+		pc->cl_active += c.cl_active;
+		pc->cl_waiting += c.cl_waiting;
+		pc->sv_active += c.sv_active;
+		pc->sv_idle += c.sv_idle;
+		pc->sv_used += c.sv_used;
+		pc->sv_login += c.sv_login;
 	}
+}
+
+/* The per-state counts agree with what is there: IDLE parked servers and
+ * nothing else, once every client is gone and the loop has settled (or
+ * nothing at all, once every server is gone too). */
+static void check_state_counts(struct rig *r, int idle, const struct pool_counts *pc)
+{
+	if (pc->cl_active || pc->cl_waiting || pc->sv_active || pc->sv_used || pc->sv_login ||
+	    pc->sv_idle != idle)
+		fail("pool state counts are off: cl_active %d cl_waiting %d sv_active %d sv_idle %d "
+		     "(%d parked) sv_used %d sv_login %d",
+		     pc->cl_active, pc->cl_waiting, pc->sv_active, pc->sv_idle, idle, pc->sv_used,
+		     pc->sv_login);
 }
 
 /* The server connections pgmux kept in its pool must be clean. Once every
@@ -3117,7 +3139,8 @@ static void pool_counts(struct rig *r, int *total, int *idle)
 static void check_parked(struct rig *r)
 {
 	int total, idle;
-	pool_counts(r, &total, &idle);
+	struct pool_counts pc;
+	pool_counts_of(r, &total, &idle, &pc);
 	if (total != idle) {
 		for (struct be_conn *b = r->conns; b; b = b->next) {
 			fprintf(stderr,
@@ -3132,6 +3155,7 @@ static void check_parked(struct rig *r)
 		fail("every client is gone and the loop has settled, but pgmux's pools count %d "
 		     "servers of which only %d are idle (a server is stuck outside the pool)",
 		     total, idle);
+	check_state_counts(r, idle, &pc);
 	for (struct be_conn *b = r->conns; b; b = b->next) {
 		if (b->closing || b->close_when_sent || b->phase != BE_READY)
 			continue;
@@ -3175,6 +3199,10 @@ void rig_end(struct rig *r)
 		fail("after every client and server connection was closed, pgmux still counts %d "
 		     "servers and %d clients",
 		     servers, clients);
+	int total, idle;
+	struct pool_counts pc;
+	pool_counts_of(r, &total, &idle, &pc);
+	check_state_counts(r, 0, &pc);
 	for (int i = 0; i < r->nclients; i++)
 		client_free(r->clients[i]);
 	r->nclients = 0;

@@ -40,6 +40,7 @@
 #include "pool/client.h"
 #include "pool/conn.h"
 #include "pool/pool.h"
+#include "pool/route.h"
 #include "pool/server.h"
 
 enum { NW = 4 };
@@ -513,6 +514,7 @@ START_TEST(test_cancel_reaches_backend)
 	s->ext_open = true; /* Parse/Bind/Execute sent, no Sync yet */
 	s->be_pid = 4242;
 	s->be_key = 0x01020304;
+	ck_assert_int_eq(route_get(p, &s->route), 0); /* where it was opened: its cancels go there */
 	sstmt_init(&s->stmts);
 	s->client = c;
 	c->server = s;
