@@ -5,10 +5,19 @@
 #include <string.h>
 #include <strings.h>
 
+static inline unsigned char fold(unsigned char ch)
+{
+	return ch >= 'A' && ch <= 'Z' ? (unsigned char)(ch + ('a' - 'A')) : ch;
+}
+
 static int find(const struct kvlist *l, const char *name)
 {
+	/* the first letters settle most mismatches without a call: a link
+	 * compares a dozen reported parameters against a dozen seen ones */
+	unsigned char first = fold((unsigned char)name[0]);
 	for (int i = 0; i < l->n; i++)
-		if (strcasecmp(l->v[i].name, name) == 0)
+		if (fold((unsigned char)l->v[i].name[0]) == first &&
+		    strcasecmp(l->v[i].name, name) == 0)
 			return i;
 	return -1;
 }
@@ -17,6 +26,13 @@ const char *kvlist_get(const struct kvlist *l, const char *name)
 {
 	int i = find(l, name);
 	return i < 0 ? NULL : l->v[i].value;
+}
+
+const char *kvlist_get_hint(const struct kvlist *l, const char *name, int hint)
+{
+	if (hint >= 0 && hint < l->n && strcasecmp(l->v[hint].name, name) == 0)
+		return l->v[hint].value;
+	return kvlist_get(l, name);
 }
 
 int kvlist_set(struct kvlist *l, const char *name, const char *value)
@@ -87,7 +103,7 @@ bool kvlist_equal(const struct kvlist *a, const struct kvlist *b)
 	if (a->n != b->n)
 		return false;
 	for (int i = 0; i < a->n; i++) {
-		const char *v = kvlist_get(b, a->v[i].name);
+		const char *v = kvlist_get_hint(b, a->v[i].name, i);
 		if (!v || strcmp(v, a->v[i].value) != 0)
 			return false;
 	}

@@ -15,6 +15,7 @@
 #include "pool/frontend.h"
 #include "pool/session.h"
 #include "pool/conn.h"
+#include "pool/creds.h"
 #include "pool/pool.h"
 #include "pool/relink.h"
 #include "pool/server.h"
@@ -55,6 +56,7 @@ struct login {
 	uint8_t cb[SCRAM_CB_MAX];     /* tls-server-end-point: SCRAM-SHA-256-PLUS offered */
 	size_t cb_len;                /* 0: not offered (plaintext, or no usable hash) */
 	bool direct_tls;              /* TLS began with the first byte (no SSLRequest) */
+	uint64_t creds_version;       /* of the credentials the login is checked against */
 };
 
 static int nclients_total; /* atomic: clients on all workers */
@@ -400,7 +402,9 @@ static void start_auth(struct client *c)
 	const struct config *cfg = pool_config();
 	struct login *l = c->login;
 	/* no pool: a user the auth_file does not know */
-	const struct auth_secret *sec = c->pool ? pool_secret(c->pool) : NULL;
+	struct creds cr = c->pool ? creds_get(c->pool) : (struct creds){0};
+	const struct auth_secret *sec = cr.secret;
+	l->creds_version = cr.version;
 	struct evbuffer *out = bufferevent_get_output(c->bev);
 	l->known = sec != NULL;
 	if (cfg->auth_type == AUTH_TRUST) {
@@ -456,15 +460,16 @@ static void start_auth(struct client *c)
 		return;
 	}
 	const struct scram_secret *ss = NULL;
-	struct scram_secret mock;
+	struct scram_secret mock, derived;
 	if (sec && sec->kind == SECRET_SCRAM)
 		ss = &sec->scram;
-	else if (sec)
-		ss = pool_client_scram_secret(c->pool);
-	else if (mock_scram_secret(c->sp.user, &mock) == 0)
+	else if (sec && pool_client_scram_secret(c->pool, &cr, &derived) == 0)
+		ss = &derived;
+	else if (!sec && mock_scram_secret(c->sp.user, &mock) == 0)
 		ss = &mock; /* unknown user: same salt every time, a proof that never matches */
 	l->scram = scram_server_new(ss);
 	OPENSSL_cleanse(&mock, sizeof(mock));
+	OPENSSL_cleanse(&derived, sizeof(derived));
 	if (!l->scram) {
 		client_close(c, "53200", "out_of_memory", "pgmux: out of memory");
 		return;
@@ -710,9 +715,11 @@ static void handle_password(struct client *c, const uint8_t *body, size_t len)
 		auth_failed(c);
 		return;
 	}
-	const struct auth_secret *sec = pool_secret(c->pool);
-	if (sec && sec->kind == SECRET_SCRAM)
-		pool_set_client_key(c->pool, ckey);
+	/* the key proves the verifier this login started with; kept for
+	 * server logins only while the credentials are still that version */
+	struct creds cr = creds_get(c->pool);
+	if (cr.secret && cr.secret->kind == SECRET_SCRAM && cr.version == c->login->creds_version)
+		pool_set_client_key(c->pool, ckey, cr.version);
 	OPENSSL_cleanse(ckey, sizeof(ckey));
 	(void)proto_write_auth(out, 12, reply, strlen(reply));
 	free(reply);

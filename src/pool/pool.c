@@ -6,6 +6,7 @@
 #include "net/sockopt.h"
 #include "net/worker.h"
 #include "pool/conn.h"
+#include "pool/creds.h"
 #include "pool/client.h"
 #include "pool/server.h"
 
@@ -18,11 +19,13 @@
 #include <string.h>
 #include <time.h>
 
+/* What SHOW POOLS tells apart (see struct pool_counts). */
+enum { CAT_ACTIVE, CAT_WAITING, CAT_IDLE, CAT_USED, CAT_LOGIN, CAT_CLOSING, CAT_N };
+
 struct pool {
 	char *db_name;                   /* owned: client-facing database name */
 	char *user;                      /* owned */
 	const struct config_db *db;      /* borrowed from the config */
-	const struct auth_secret *secret;/* borrowed from the auth_file; NULL if absent */
 	pthread_mutex_t lock;
 	int pool_size;
 	int min_pool_size;
@@ -33,12 +36,12 @@ struct pool {
 	int nwaiters;                    /* [lock] */
 	bool welcome_ready;              /* [lock] */
 	struct kvlist welcome;           /* [lock] first server's ParameterStatus set */
-	bool have_client_key;            /* [lock] */
+	uint64_t client_key_version;     /* [lock] creds version of client_key; 0: none */
 	uint8_t client_key[SCRAM_KEY_LEN]; /* [lock] recovered from a client's SCRAM proof */
-	bool derived_ready;              /* [lock] */
+	uint64_t derived_version;        /* [lock] creds version of derived; 0: none */
 	struct scram_secret derived;     /* [lock] SCRAM secret derived from a plain password */
-	int ncl[CL_CLOSING + 1];          /* atomic: clients per state */
-	int nsv[SV_CLOSING + 1];          /* atomic: servers per state */
+	int ncl[CAT_N];                  /* atomic: clients per category (cat_of_client) */
+	int nsv[CAT_N];                  /* atomic: servers per category (cat_of_server) */
 	struct pool *next;               /* [pools_lock] */
 };
 
@@ -104,7 +107,6 @@ struct pool *pool_get(const struct config_db *db, const char *user)
 		}
 		if (p) {
 			p->db = db;
-			p->secret = g.af ? authfile_lookup(g.af, user) : NULL;
 			p->pool_size = db->pool_size;
 			p->min_pool_size = db->min_pool_size;
 			pthread_mutex_init(&p->lock, NULL);
@@ -122,7 +124,6 @@ struct pool *pool_get(const struct config_db *db, const char *user)
 const char *pool_db_name(const struct pool *p) { return p->db_name; }
 const char *pool_user(const struct pool *p) { return p->user; }
 const struct config_db *pool_db(const struct pool *p) { return p->db; }
-const struct auth_secret *pool_secret(const struct pool *p) { return p->secret; }
 
 /* [lock] Take an idle server parked on worker WID. Only worker WID's own
  * thread takes from (or parks on) its list: its servers' bufferevents live on
@@ -345,37 +346,44 @@ void pool_set_welcome(struct pool *p, const struct kvlist *params)
 	pthread_mutex_unlock(&p->lock);
 }
 
-void pool_set_client_key(struct pool *p, const uint8_t key[SCRAM_KEY_LEN])
+void pool_set_client_key(struct pool *p, const uint8_t key[SCRAM_KEY_LEN], uint64_t version)
 {
 	pthread_mutex_lock(&p->lock);
 	memcpy(p->client_key, key, SCRAM_KEY_LEN);
-	p->have_client_key = true;
+	p->client_key_version = version;
 	pthread_mutex_unlock(&p->lock);
 }
 
-bool pool_client_key(struct pool *p, uint8_t key[SCRAM_KEY_LEN])
+bool pool_client_key(struct pool *p, uint64_t version, uint8_t key[SCRAM_KEY_LEN])
 {
 	pthread_mutex_lock(&p->lock);
-	bool have = p->have_client_key;
+	bool have = version != 0 && p->client_key_version == version;
 	if (have)
 		memcpy(key, p->client_key, SCRAM_KEY_LEN);
 	pthread_mutex_unlock(&p->lock);
 	return have;
 }
 
-const struct scram_secret *pool_client_scram_secret(struct pool *p)
+int pool_client_scram_secret(struct pool *p, const struct creds *cr, struct scram_secret *out)
 {
+	if (!cr->secret || cr->secret->kind != SECRET_PLAIN)
+		return -1;
 	pthread_mutex_lock(&p->lock);
-	if (!p->derived_ready && p->secret && p->secret->kind == SECRET_PLAIN) {
+	if (p->derived_version != cr->version) {
+		/* first use, or the password changed: derive (once per version) */
 		uint8_t salt[16];
+		OPENSSL_cleanse(&p->derived, sizeof(p->derived));
+		p->derived_version = 0;
 		if (RAND_bytes(salt, sizeof(salt)) == 1 &&
-		    scram_secret_from_password(p->secret->value, salt, sizeof(salt),
+		    scram_secret_from_password(cr->secret->value, salt, sizeof(salt),
 					       SCRAM_DEFAULT_ITERATIONS, &p->derived, NULL) == 0)
-			p->derived_ready = true;
+			p->derived_version = cr->version;
 	}
-	const struct scram_secret *s = p->derived_ready ? &p->derived : NULL;
+	int rc = p->derived_version == cr->version ? 0 : -1;
+	if (rc == 0)
+		*out = p->derived;
 	pthread_mutex_unlock(&p->lock);
-	return s;
+	return rc;
 }
 
 struct pool_stats pool_get_stats(struct pool *p)
@@ -386,8 +394,49 @@ struct pool_stats pool_get_stats(struct pool *p)
 	return st;
 }
 
+static int cat_of_client(int st)
+{
+	switch (st) {
+	case CL_IDLE:
+	case CL_ACTIVE:
+		return CAT_ACTIVE;
+	case CL_WAITING:
+		return CAT_WAITING;
+	case CL_LOGIN:
+		return CAT_LOGIN;
+	case CL_CLOSING:
+		return CAT_CLOSING;
+	default:
+		return -1;
+	}
+}
+
+static int cat_of_server(int st)
+{
+	switch (st) {
+	case SV_ACTIVE:
+	case SV_INTERNAL:
+		return CAT_ACTIVE;
+	case SV_IDLE:
+		return CAT_IDLE;
+	case SV_RELEASING:
+	case SV_RESERVED:
+		return CAT_USED;
+	case SV_CONNECTING:
+		return CAT_LOGIN;
+	case SV_CLOSING:
+		return CAT_CLOSING;
+	default:
+		return -1;
+	}
+}
+
+/* Only a change of category costs atomics: a client going from idle to
+ * linked and back, every transaction, costs nothing. */
 static void count(int *n, int from, int to)
 {
+	if (from == to)
+		return;
 	if (from >= 0)
 		__atomic_fetch_sub(&n[from], 1, __ATOMIC_RELAXED);
 	if (to >= 0)
@@ -396,30 +445,30 @@ static void count(int *n, int from, int to)
 
 void pool_count_client(struct pool *p, int from, int to)
 {
-	if (p && from != to)
-		count(p->ncl, from, to);
+	if (p)
+		count(p->ncl, cat_of_client(from), cat_of_client(to));
 }
 
 void pool_count_server(struct pool *p, int from, int to)
 {
-	if (p && from != to)
-		count(p->nsv, from, to);
+	if (p)
+		count(p->nsv, cat_of_server(from), cat_of_server(to));
 }
 
-static int get(const int *n, int st)
+static int get(const int *n, int cat)
 {
-	return __atomic_load_n(&n[st], __ATOMIC_RELAXED);
+	return __atomic_load_n(&n[cat], __ATOMIC_RELAXED);
 }
 
 struct pool_counts pool_counts(struct pool *p)
 {
 	struct pool_counts pc = {
-		.cl_active = get(p->ncl, CL_IDLE) + get(p->ncl, CL_ACTIVE),
-		.cl_waiting = get(p->ncl, CL_WAITING),
-		.sv_active = get(p->nsv, SV_ACTIVE) + get(p->nsv, SV_INTERNAL),
-		.sv_idle = get(p->nsv, SV_IDLE),
-		.sv_used = get(p->nsv, SV_RELEASING) + get(p->nsv, SV_RESERVED),
-		.sv_login = get(p->nsv, SV_CONNECTING),
+		.cl_active = get(p->ncl, CAT_ACTIVE),
+		.cl_waiting = get(p->ncl, CAT_WAITING),
+		.sv_active = get(p->nsv, CAT_ACTIVE),
+		.sv_idle = get(p->nsv, CAT_IDLE),
+		.sv_used = get(p->nsv, CAT_USED),
+		.sv_login = get(p->nsv, CAT_LOGIN),
 	};
 	pthread_mutex_lock(&p->lock);
 	struct client *oldest = TAILQ_FIRST(&p->waiters);
@@ -445,9 +494,10 @@ int pool_total_servers(void)
 
 static bool server_can_login(struct pool *p)
 {
-	if (!p->secret)
+	struct creds cr = creds_get(p);
+	if (!cr.secret)
 		return true; /* trust on the server side, or it fails and says why */
-	return p->secret->kind != SECRET_SCRAM || p->have_client_key;
+	return cr.secret->kind != SECRET_SCRAM || p->client_key_version == cr.version;
 }
 
 static void janitor_pool(struct pool *p, struct worker *w, uint64_t now)

@@ -64,7 +64,6 @@ struct pool *pool_get(const struct config_db *db, const char *user);
 const char *pool_db_name(const struct pool *p);    /* client-facing name */
 const char *pool_user(const struct pool *p);
 const struct config_db *pool_db(const struct pool *p);
-const struct auth_secret *pool_secret(const struct pool *p); /* may be NULL */
 
 enum pool_acquire_result {
 	POOL_GOT_SERVER, /* *OUT is a server taken from the idle list: check it, then use it */
@@ -100,14 +99,18 @@ bool pool_claim_idle(struct pool *p, struct server *s);
 bool pool_welcome(struct pool *p, struct kvlist *out);
 void pool_set_welcome(struct pool *p, const struct kvlist *params);
 
-/* A ClientKey recovered from a client's SCRAM login, for server logins when
- * the auth_file holds only a verifier. */
-void pool_set_client_key(struct pool *p, const uint8_t key[SCRAM_KEY_LEN]);
-bool pool_client_key(struct pool *p, uint8_t key[SCRAM_KEY_LEN]);
+struct creds;
+/* A ClientKey recovered from a client's SCRAM login against the verifier of
+ * creds VERSION, for server logins when the credentials are only a
+ * verifier; it serves only logins under that same version. */
+void pool_set_client_key(struct pool *p, const uint8_t key[SCRAM_KEY_LEN], uint64_t version);
+bool pool_client_key(struct pool *p, uint64_t version, uint8_t key[SCRAM_KEY_LEN]);
 
-/* SCRAM secret for authenticating clients when auth_file has a plain
- * password (derived once per pool). NULL on failure. */
-const struct scram_secret *pool_client_scram_secret(struct pool *p);
+/* The SCRAM secret client logins are checked against when CR (creds_get)
+ * is a plain password: derived once per creds version, not per login.
+ * Copies it to OUT and returns 0, or -1 (CR is no plain password, or out of
+ * memory). */
+int pool_client_scram_secret(struct pool *p, const struct creds *cr, struct scram_secret *out);
 
 struct pool_stats pool_get_stats(struct pool *p);
 

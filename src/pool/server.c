@@ -287,7 +287,7 @@ static void push_param_changes(struct server *s, struct client *c)
 	struct evbuffer *out = bufferevent_get_output(c->bev);
 	for (int i = 0; i < s->reported.n; i++) {
 		const struct kv *kv = &s->reported.v[i];
-		const char *seen = kvlist_get(&c->view, kv->name);
+		const char *seen = kvlist_get_hint(&c->view, kv->name, i);
 		if (seen && strcmp(seen, kv->value) == 0)
 			continue;
 		if (kvlist_set(&c->view, kv->name, kv->value) < 0 ||

@@ -18,6 +18,7 @@
 #include "pg/scram.h"
 #include "pool/client.h"
 #include "pool/conn.h"
+#include "pool/creds.h"
 #include "pool/pool.h"
 
 #include <errno.h>
@@ -67,14 +68,15 @@ static int send_sasl_initial(struct server *s, struct evbuffer *out, const uint8
 	size_t cb_len = plus && s->ssl ? tls_peer_end_point(s->ssl, cb, sizeof(cb)) : 0;
 	if (!found && !cb_len)
 		return -1;
-	const struct auth_secret *sec = pool_secret(s->pool);
+	struct creds cr = creds_get(s->pool);
+	const struct auth_secret *sec = cr.secret;
 	struct scram_client_creds creds;
 	memset(&creds, 0, sizeof(creds));
 	if (!sec)
 		return -1;
 	if (sec->kind == SECRET_PLAIN) {
 		creds.password = sec->value;
-	} else if (sec->kind == SECRET_SCRAM && pool_client_key(s->pool, creds.client_key)) {
+	} else if (sec->kind == SECRET_SCRAM && pool_client_key(s->pool, cr.version, creds.client_key)) {
 		memcpy(creds.server_key, sec->scram.server_key, SCRAM_KEY_LEN);
 		memcpy(creds.salt, sec->scram.salt, sec->scram.salt_len);
 		creds.salt_len = sec->scram.salt_len;
@@ -108,7 +110,7 @@ static int handle_auth(struct server *s, const uint8_t *body, size_t len, const 
 	proto_reader_init(&r, body, len);
 	uint32_t code = proto_get_u32(&r);
 	struct evbuffer *out = bufferevent_get_output(s->bev);
-	const struct auth_secret *sec = pool_secret(s->pool);
+	const struct auth_secret *sec = creds_get(s->pool).secret;
 	*why = "authentication failed";
 	if (r.err)
 		return -1;

@@ -21,3 +21,11 @@ UNIT_TESTS += check_pstmt
 check_pstmt_SOURCES = tests/unit/check_pstmt.c
 check_pstmt_CFLAGS = $(UNIT_CFLAGS)
 check_pstmt_LDADD = $(UNIT_LDADD)
+
+# route.c, creds.c and the per-state counts: where new servers go, versioned
+# credentials and what is derived from them once per version, SHOW POOLS'
+# figures
+UNIT_TESTS += check_route_creds
+check_route_creds_SOURCES = tests/unit/check_route_creds.c
+check_route_creds_CFLAGS = $(UNIT_CFLAGS)
+check_route_creds_LDADD = $(UNIT_LDADD)
