@@ -8,11 +8,15 @@
 #include "net/worker.h"
 #include "pool/conn.h"
 #include "pool/client.h"
+#include "pool/route.h"
 #include "pool/server.h"
+#include "pg/proto.h"
 
 #include <event2/buffer.h>
 #include <event2/bufferevent.h>
 #include <event2/event.h>
+#include <event2/dns.h>
+#include <sys/socket.h>
 #include <openssl/crypto.h>
 #include <openssl/rand.h>
 #include <pthread.h>
@@ -167,4 +171,67 @@ void cancel_request(uint32_t pid, uint32_t key, const char *from_addr)
 	struct timeval zero = {0, 0};
 	if (event_base_once(w->base, -1, EV_TIMEOUT, run_cancel, job, &zero) < 0)
 		free(job);
+}
+
+/* ---- towards the backend ---- */
+
+struct cancel_conn {
+	struct bufferevent *bev; /* owned */
+	uint32_t pid, key;
+	void (*done)(void *arg);
+	void *arg;
+};
+
+static void cancel_conn_end(struct cancel_conn *cc)
+{
+	void (*done)(void *) = cc->done;
+	void *arg = cc->arg;
+	bufferevent_free(cc->bev);
+	free(cc);
+	done(arg);
+}
+
+static void cancel_conn_event_cb(struct bufferevent *bev, short what, void *arg)
+{
+	struct cancel_conn *cc = arg;
+	if (what & BEV_EVENT_CONNECTED) {
+		if (proto_write_cancel(bufferevent_get_output(bev), cc->pid, cc->key) < 0)
+			cancel_conn_end(cc);
+		else
+			bufferevent_enable(bev, EV_READ);
+		return;
+	}
+	cancel_conn_end(cc); /* EOF: the server has processed the cancel */
+}
+
+static void cancel_conn_read_cb(struct bufferevent *bev, void *arg)
+{
+	evbuffer_drain(bufferevent_get_input(bev), evbuffer_get_length(bufferevent_get_input(bev)));
+}
+
+int cancel_to_backend(struct worker *w, const struct route *route, uint32_t pid, uint32_t key,
+		      int timeout_s, void (*done)(void *arg), void *arg)
+{
+	struct cancel_conn *cc = calloc(1, sizeof(*cc));
+	if (!cc)
+		return -1;
+	cc->bev = bufferevent_socket_new(w->base, -1, BEV_OPT_CLOSE_ON_FREE);
+	if (!cc->bev) {
+		free(cc);
+		return -1;
+	}
+	cc->pid = pid;
+	cc->key = key;
+	cc->done = done;
+	cc->arg = arg;
+	bufferevent_setcb(cc->bev, cancel_conn_read_cb, NULL, cancel_conn_event_cb, cc);
+	struct timeval tv = {timeout_s, 0};
+	bufferevent_set_timeouts(cc->bev, &tv, &tv);
+	if (bufferevent_socket_connect_hostname(cc->bev, w->dns, AF_UNSPEC, route->host,
+						route->port) < 0) {
+		bufferevent_free(cc->bev);
+		free(cc);
+		return -1;
+	}
+	return 0;
 }

@@ -47,6 +47,7 @@ enum login_phase {
 };
 
 struct login {
+	struct startup_packet sp;     /* user, database and startup parameters (owned) */
 	enum login_phase phase;
 	bool negotiated;              /* NegotiateProtocolVersion already sent */
 	uint8_t salt[4];              /* md5 salt */
@@ -86,14 +87,20 @@ void client_set_state(struct client *c, enum client_state st)
 	c->state = st;
 }
 
+/* The names a client logged in with: from its startup packet while it
+ * logs in, then from its pool (the packet is freed at login). */
 static const char *cdb(const struct client *c)
 {
-	return c->sp.database ? c->sp.database : "-";
+	if (c->login)
+		return c->login->sp.database ? c->login->sp.database : "-";
+	return c->pool ? pool_db_name(c->pool) : "-";
 }
 
 static const char *cuser(const struct client *c)
 {
-	return c->sp.user ? c->sp.user : "-";
+	if (c->login)
+		return c->login->sp.user ? c->login->sp.user : "-";
+	return c->pool ? pool_user(c->pool) : "-";
 }
 
 static void login_free(struct login *l)
@@ -102,6 +109,7 @@ static void login_free(struct login *l)
 		return;
 	scram_server_free(l->scram);
 	OPENSSL_cleanse(l->md5hash, sizeof(l->md5hash));
+	startup_cleanup(&l->sp);
 	free(l);
 }
 
@@ -134,11 +142,11 @@ static void client_free(struct client *c)
 		bufferevent_free(c->hs);
 	transport_tls_close(c->ssl); /* before the socket closes */
 	if (c->bev)
-		bufferevent_free(c->bev); /* closes the socket */
+		bufferevent_free(c->bev);
+	close(c->fd);
 	if (c->timer)
 		event_free(c->timer);
 	login_free(c->login);
-	startup_cleanup(&c->sp);
 	kvlist_clear(&c->params);
 	kvlist_clear(&c->view);
 	frontend_large_free(c);
@@ -250,7 +258,7 @@ void client_accept(struct worker *w, int fd, const char *addr)
 							 __ATOMIC_RELAXED, __ATOMIC_RELAXED))
 		;
 	struct client *c = calloc(1, sizeof(*c));
-	struct bufferevent *bev = c ? bufferevent_socket_new(w->base, fd, BEV_OPT_CLOSE_ON_FREE) : NULL;
+	struct bufferevent *bev = c ? bufferevent_socket_new(w->base, fd, 0) : NULL;
 	if (!bev) {
 		free(c);
 		close(fd);
@@ -261,6 +269,7 @@ void client_accept(struct worker *w, int fd, const char *addr)
 	c->id = __atomic_add_fetch(&next_id, 1, __ATOMIC_RELAXED);
 	c->worker = w;
 	c->bev = bev;
+	c->fd = fd;
 	snprintf(c->addr, sizeof(c->addr), "%s", addr);
 	c->state = CL_LOGIN;
 	c->last_active_ms = conn_now_ms();
@@ -289,17 +298,38 @@ void client_accept(struct worker *w, int fd, const char *addr)
 	rbuf_start(&c->rb);
 }
 
+/* ---- what the client saw ---- */
+
+const char *client_view_get(const struct client *c, const char *name)
+{
+	const char *v = kvlist_get(&c->view, name);
+	if (!v && c->welcome)
+		v = kvlist_get(c->welcome, name);
+	return v;
+}
+
+int client_view_set(struct client *c, const char *name, const char *value)
+{
+	const char *w = c->welcome ? kvlist_get(c->welcome, name) : NULL;
+	if (w && strcmp(w, value) == 0) {
+		kvlist_del(&c->view, name); /* the pool's copy says it */
+		return 0;
+	}
+	return kvlist_set(&c->view, name, value);
+}
+
 /* ---- login ---- */
 
 static void send_welcome(struct client *c, const struct kvlist *server_params)
 {
 	struct evbuffer *out = bufferevent_get_output(c->bev);
+	c->welcome = pool_welcome_shared(c->pool);
 	/* the server's values, except where the client asked for its own */
 	for (int i = 0; i < server_params->n; i++) {
 		const char *name = server_params->v[i].name;
 		const char *mine = kvlist_get(&c->params, name);
 		const char *v = mine ? mine : server_params->v[i].value;
-		if (kvlist_set(&c->view, name, v) < 0 || proto_write_param_status(out, name, v) < 0)
+		if (client_view_set(c, name, v) < 0 || proto_write_param_status(out, name, v) < 0)
 			break;
 	}
 	(void)proto_write_backend_key(out, c->cancel_pid, c->cancel_key);
@@ -324,18 +354,21 @@ static void start_transaction(struct client *c);
 
 static void login_ok(struct client *c)
 {
+	event_del(c->timer);
+	for (int i = 0; i < c->login->sp.nparams; i++)
+		if (kvlist_set(&c->params, c->login->sp.params[i].name,
+			       c->login->sp.params[i].value) < 0) {
+			client_close(c, "53200", "out_of_memory", "pgmux: out of memory");
+			return;
+		}
+	/* the startup packet goes with the login state: an idle client keeps
+	 * only what it needs (its pool names its database and user) */
 	login_free(c->login);
 	c->login = NULL;
-	event_del(c->timer);
 	if (cancel_register(c) < 0) {
 		client_close(c, "53200", "out_of_memory", "pgmux: out of memory");
 		return;
 	}
-	for (int i = 0; i < c->sp.nparams; i++)
-		if (kvlist_set(&c->params, c->sp.params[i].name, c->sp.params[i].value) < 0) {
-			client_close(c, "53200", "out_of_memory", "pgmux: out of memory");
-			return;
-		}
 	(void)proto_write_auth(bufferevent_get_output(c->bev), 0, NULL, 0);
 	c->login_done = true;
 	char tls[96];
@@ -452,7 +485,7 @@ static void start_auth(struct client *c)
 			return;
 		}
 		if (sec && sec->kind == SECRET_PLAIN)
-			md5_password_hash(sec->value, c->sp.user, l->md5hash);
+			md5_password_hash(sec->value, c->login->sp.user, l->md5hash);
 		else if (sec)
 			snprintf(l->md5hash, sizeof(l->md5hash), "%s", sec->value);
 		l->phase = LG_MD5;
@@ -465,7 +498,7 @@ static void start_auth(struct client *c)
 		ss = &sec->scram;
 	else if (sec && pool_client_scram_secret(c->pool, &cr, &derived) == 0)
 		ss = &derived;
-	else if (!sec && mock_scram_secret(c->sp.user, &mock) == 0)
+	else if (!sec && mock_scram_secret(c->login->sp.user, &mock) == 0)
 		ss = &mock; /* unknown user: same salt every time, a proof that never matches */
 	l->scram = scram_server_new(ss);
 	OPENSSL_cleanse(&mock, sizeof(mock));
@@ -491,8 +524,8 @@ static void start_auth(struct client *c)
  * them. */
 static int check_params(struct client *c)
 {
-	for (int i = 0; i < c->sp.nparams; i++) {
-		const char *n = c->sp.params[i].name;
+	for (int i = 0; i < c->login->sp.nparams; i++) {
+		const char *n = c->login->sp.params[i].name;
 		bool ok = n[0] != '\0';
 		for (const char *p = n; *p && ok; p++)
 			ok = (*p >= 'a' && *p <= 'z') || (*p >= 'A' && *p <= 'Z') ||
@@ -524,7 +557,7 @@ static int upgrade_tls(struct client *c)
 {
 	rbuf_stop(&c->rb);
 	c->ssl = tls_accept_ssl();
-	c->hs = c->ssl ? tls_handshake_bev(c->worker->base, bufferevent_getfd(c->bev), c->ssl, true)
+	c->hs = c->ssl ? tls_handshake_bev(c->worker->base, c->fd, c->ssl, true)
 		       : NULL;
 	if (!c->hs)
 		return -1;
@@ -569,7 +602,7 @@ static void start_tls(struct client *c)
 	}
 	wbuf_flush(&c->wb);
 	if (evbuffer_get_length(bufferevent_get_output(c->bev)) > 0 ||
-	    tls_send_reply(bufferevent_getfd(c->bev), 'S') < 0 || upgrade_tls(c) < 0)
+	    tls_send_reply(c->fd, 'S') < 0 || upgrade_tls(c) < 0)
 		client_close(c, NULL, "tls_setup_failed", NULL);
 }
 
@@ -592,13 +625,13 @@ static void handle_startup(struct client *c, const uint8_t *data, size_t len)
 	const struct config *cfg = pool_config();
 	const char *err = NULL, *code = NULL;
 	struct evbuffer *out = bufferevent_get_output(c->bev);
-	startup_cleanup(&c->sp);
-	if (startup_parse(data, len, &c->sp, &err, &code) < 0) {
+	startup_cleanup(&c->login->sp);
+	if (startup_parse(data, len, &c->login->sp, &err, &code) < 0) {
 		log_info("protocol_error", "addr=%s reason=\"%s\"", c->addr, err);
 		client_close(c, code, "bad_startup", "%s", err);
 		return;
 	}
-	switch (c->sp.kind) {
+	switch (c->login->sp.kind) {
 	case STARTUP_SSL:
 		if (tls_accepting() && !c->ssl) {
 			start_tls(c);
@@ -612,7 +645,7 @@ static void handle_startup(struct client *c, const uint8_t *data, size_t len)
 		(void)evbuffer_add(out, "N", 1);
 		return;
 	case STARTUP_CANCEL:
-		cancel_request(c->sp.cancel_pid, c->sp.cancel_key, c->addr);
+		cancel_request(c->login->sp.cancel_pid, c->login->sp.cancel_key, c->addr);
 		client_close(c, NULL, "cancel_request", NULL);
 		return;
 	case STARTUP_MESSAGE:
@@ -632,20 +665,20 @@ static void handle_startup(struct client *c, const uint8_t *data, size_t len)
 			     config_tls_sslmode_name(cfg->client_tls_sslmode));
 		return;
 	}
-	if ((c->sp.version & 0xffff) != 0 || c->sp.npq_opts > 0) {
+	if ((c->login->sp.version & 0xffff) != 0 || c->login->sp.npq_opts > 0) {
 		if (!c->login->negotiated)
-			(void)proto_write_negotiate(out, 0, (const char *const *)c->sp.pq_opts,
-						    c->sp.npq_opts);
+			(void)proto_write_negotiate(out, 0, (const char *const *)c->login->sp.pq_opts,
+						    c->login->sp.npq_opts);
 		c->login->negotiated = true;
 	}
 	if (check_params(c) < 0)
 		return;
-	const struct config_db *db = config_find_db(cfg, c->sp.database);
+	const struct config_db *db = config_find_db(cfg, c->login->sp.database);
 	if (!db) {
 		log_warn("client_login_failed", "db=%s user=%s addr=%s sqlstate=3D000", cdb(c),
 			 cuser(c), c->addr);
 		client_close(c, "3D000", "no_such_database", "database \"%s\" does not exist",
-			     c->sp.database);
+			     c->login->sp.database);
 		return;
 	}
 	/* a pool is made for a user the auth_file knows, or for anyone under
@@ -653,8 +686,8 @@ static void handle_startup(struct client *c, const uint8_t *data, size_t len)
 	 * pools (they are never freed), so an unknown user authenticates
 	 * against nothing and fails */
 	const struct authfile *af = pool_authfile();
-	if (!af || authfile_lookup(af, c->sp.user)) {
-		c->pool = pool_get(db, c->sp.user);
+	if (!af || authfile_lookup(af, c->login->sp.user)) {
+		c->pool = pool_get(db, c->login->sp.user);
 		if (!c->pool) {
 			client_close(c, "53200", "out_of_memory", "pgmux: out of memory");
 			return;
@@ -1147,7 +1180,7 @@ static void client_event_cb(struct bufferevent *bev, short what, void *arg)
 		if (c->ssl && (what & BEV_EVENT_ERROR) && errno == EPROTO)
 			log_info("tls_error", "addr=%s reason=\"%s\"", c->addr,
 				 transport_last_error());
-		if (c->state == CL_LOGIN && !c->sp.user)
+		if (c->state == CL_LOGIN && c->login && !c->login->sp.user)
 			log_info("protocol_error", "addr=%s reason=closed_before_startup", c->addr);
 		client_close(c, NULL, (what & BEV_EVENT_EOF) ? "client_eof" : "client_error", NULL);
 	}
@@ -1238,10 +1271,10 @@ void client_on_tick(struct worker *w)
 	const struct config *cfg = pool_config();
 	if (w->id == 0)
 		trim_after_burst();
-	if (cfg->idle_client_timeout <= 0)
-		return;
 	struct pool_worker *pw = w->ctx;
 	uint64_t now = conn_now_ms(), limit = (uint64_t)cfg->idle_client_timeout * 1000;
+	if (cfg->idle_client_timeout <= 0)
+		return;
 	struct client *c, *tmp;
 	TAILQ_FOREACH_SAFE(c, &pw->clients, worker_entry, tmp) {
 		if (c->state == CL_IDLE && now - c->last_active_ms >= limit)

@@ -10,6 +10,12 @@ struct server;
 struct worker;
 
 /* Listener callback: a new client socket on W. */
+/* The value of reported parameter NAME this client last saw, or NULL; and
+ * record that it saw VALUE (returns 0 / -1). What every client of a pool
+ * sees alike (the pool's welcome set) is kept once, by the pool. */
+const char *client_view_get(const struct client *c, const char *name);
+int client_view_set(struct client *c, const char *name, const char *value)
+	__attribute__((warn_unused_result));
 enum client_state;
 /* The only writer of a client's state: moves C to ST and keeps its pool's
  * per-state counts (pool_counts). */

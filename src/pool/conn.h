@@ -118,6 +118,7 @@ struct client {
 	uint64_t id;                 /* unique for the life of the process, never reused */
 	struct worker *worker;       /* borrowed: the thread this client lives on */
 	struct bufferevent *bev;     /* owned */
+	int fd;                      /* owned: the socket (the bufferevent does not close it) */
 	struct wbuf wb;              /* direct writes on bev */
 	struct rbuf rb;              /* reads into bev's input */
 	SSL *ssl;                    /* owned: TLS with the client, or NULL (plaintext) */
@@ -128,9 +129,10 @@ struct client {
 	struct server *reserved;     /* [pool lock] server handed over while waiting */
 	bool slot_granted;           /* [pool lock] may open a new server while waiting */
 	bool in_inbox;               /* [inbox lock] queued on its worker's inbox */
-	struct startup_packet sp;    /* owned: user, database and startup parameters */
 	struct kvlist params;        /* owned: session parameters to apply on servers */
-	struct kvlist view;          /* owned: reported parameter values this client last saw */
+	struct kvlist view;          /* owned: reported parameter values this client last saw,
+				      * where they differ from *welcome (client_view_get) */
+	const struct kvlist *welcome;/* borrowed: its pool's welcome set, shared */
 	struct login *login;         /* owned while CL_LOGIN */
 	uint32_t cancel_pid;         /* BackendKeyData handed to this client */
 	uint32_t cancel_key;

@@ -34,8 +34,9 @@ struct pool {
 	struct server_list *idle;        /* [lock] one list per worker */
 	struct client_list waiters;      /* [lock] FIFO */
 	int nwaiters;                    /* [lock] */
-	bool welcome_ready;              /* [lock] */
-	struct kvlist welcome;           /* [lock] first server's ParameterStatus set */
+	bool welcome_ready;              /* [lock] set once; read with acquire without it */
+	struct kvlist welcome;           /* first server's ParameterStatus set: written once,
+					  * under lock, before welcome_ready; immutable after */
 	uint64_t client_key_version;     /* [lock] creds version of client_key; 0: none */
 	uint8_t client_key[SCRAM_KEY_LEN]; /* [lock] recovered from a client's SCRAM proof */
 	uint64_t derived_version;        /* [lock] creds version of derived; 0: none */
@@ -342,8 +343,14 @@ void pool_set_welcome(struct pool *p, const struct kvlist *params)
 {
 	pthread_mutex_lock(&p->lock);
 	if (!p->welcome_ready && kvlist_copy(&p->welcome, params) == 0)
-		p->welcome_ready = true;
+		__atomic_store_n(&p->welcome_ready, true, __ATOMIC_RELEASE);
 	pthread_mutex_unlock(&p->lock);
+}
+
+const struct kvlist *pool_welcome_shared(struct pool *p)
+{
+	/* written once, before welcome_ready, and never again */
+	return __atomic_load_n(&p->welcome_ready, __ATOMIC_ACQUIRE) ? &p->welcome : NULL;
 }
 
 void pool_set_client_key(struct pool *p, const uint8_t key[SCRAM_KEY_LEN], uint64_t version)

@@ -98,6 +98,9 @@ bool pool_claim_idle(struct pool *p, struct server *s);
 /* Welcome parameters (the first server's ParameterStatus set). */
 bool pool_welcome(struct pool *p, struct kvlist *out);
 void pool_set_welcome(struct pool *p, const struct kvlist *params);
+/* The welcome set itself, shared by every client of P (immutable once
+ * set, for the life of the pool), or NULL while unknown. Any thread. */
+const struct kvlist *pool_welcome_shared(struct pool *p);
 
 struct creds;
 /* A ClientKey recovered from a client's SCRAM login against the verifier of

@@ -13,6 +13,7 @@
 #include "pg/md5.h"
 #include "pg/proto.h"
 #include "pg/scram.h"
+#include "pool/cancel.h"
 #include "pool/client.h"
 #include "pool/conn.h"
 #include "pool/frontend.h"
@@ -287,10 +288,10 @@ static void push_param_changes(struct server *s, struct client *c)
 	struct evbuffer *out = bufferevent_get_output(c->bev);
 	for (int i = 0; i < s->reported.n; i++) {
 		const struct kv *kv = &s->reported.v[i];
-		const char *seen = kvlist_get_hint(&c->view, kv->name, i);
+		const char *seen = client_view_get(c, kv->name);
 		if (seen && strcmp(seen, kv->value) == 0)
 			continue;
-		if (kvlist_set(&c->view, kv->name, kv->value) < 0 ||
+		if (client_view_set(c, kv->name, kv->value) < 0 ||
 		    proto_write_param_status(out, kv->name, kv->value) < 0)
 			return;
 	}
@@ -339,7 +340,7 @@ void server_link(struct server *s, struct client *c)
 	evbuffer_add(sql, "", 1);
 	const char *q = (const char *)evbuffer_pullup(sql, -1);
 	int rc = -1;
-	const char *enc = kvlist_get(&c->view, "client_encoding");
+	const char *enc = client_view_get(c, "client_encoding");
 	const char *senc = kvlist_get(&s->reported, "client_encoding");
 	bool ascii = true;
 	for (const char *p = q; p && *p && ascii; p++)
@@ -764,7 +765,7 @@ static int handle_active_msg(struct server *s, const struct proto_msg *m)
 		const char *n = proto_get_str(&r), *v = proto_get_str(&r);
 		if (n && v) {
 			if (kvlist_set(&s->reported, n, v) < 0 ||
-			    (c && kvlist_set(&c->view, n, v) < 0)) {
+			    (c && client_view_set(c, n, v) < 0)) {
 				server_close(s, "out_of_memory");
 				return -1;
 			}
@@ -1130,16 +1131,10 @@ void server_event_cb(struct bufferevent *bev, short what, void *arg)
 
 /* ---- cancel ---- */
 
-struct cancel_conn {
-	struct server *s;          /* borrowed: kept alive by cancels_in_flight */
-	struct bufferevent *bev;   /* owned */
-};
-
-static void cancel_done(struct cancel_conn *cc)
+/* Its cancel connection ended (answered, refused or timed out). */
+static void cancel_sent(void *arg)
 {
-	struct server *s = cc->s;
-	bufferevent_free(cc->bev);
-	free(cc);
+	struct server *s = arg;
 	s->cancels_in_flight--;
 	if (s->state == SV_CLOSING)
 		schedule_deferred(s->worker);
@@ -1147,45 +1142,15 @@ static void cancel_done(struct cancel_conn *cc)
 		(void)server_maybe_release(s, false);
 }
 
-static void cancel_event_cb(struct bufferevent *bev, short what, void *arg)
-{
-	struct cancel_conn *cc = arg;
-	if (what & BEV_EVENT_CONNECTED) {
-		if (proto_write_cancel(bufferevent_get_output(bev), cc->s->be_pid, cc->s->be_key) < 0)
-			cancel_done(cc);
-		else
-			bufferevent_enable(bev, EV_READ);
-		return;
-	}
-	cancel_done(cc); /* EOF: the server has processed the cancel */
-}
-
-static void cancel_read_cb(struct bufferevent *bev, void *arg)
-{
-	evbuffer_drain(bufferevent_get_input(bev), evbuffer_get_length(bufferevent_get_input(bev)));
-}
-
 void server_send_cancel(struct server *s)
 {
-	struct cancel_conn *cc = calloc(1, sizeof(*cc));
-	if (!cc)
-		return;
-	cc->s = s;
-	cc->bev = bufferevent_socket_new(s->worker->base, -1, BEV_OPT_CLOSE_ON_FREE);
-	if (!cc->bev) {
-		free(cc);
-		return;
-	}
-	s->cancels_in_flight++;
-	bufferevent_setcb(cc->bev, cancel_read_cb, NULL, cancel_event_cb, cc);
-	struct timeval tv = {pool_config()->server_connect_timeout, 0};
-	bufferevent_set_timeouts(cc->bev, &tv, &tv);
+	s->cancels_in_flight++; /* keeps S until cancel_sent */
 	log_info("cancel_forwarded", "db=%s user=%s be_pid=%u", pool_db_name(s->pool),
 		 pool_user(s->pool), s->be_pid);
 	/* where S itself went, whatever the route for new servers is now */
-	if (bufferevent_socket_connect_hostname(cc->bev, s->worker->dns, AF_UNSPEC, s->route.host,
-						s->route.port) < 0)
-		cancel_done(cc);
+	if (cancel_to_backend(s->worker, &s->route, s->be_pid, s->be_key,
+			      pool_config()->server_connect_timeout, cancel_sent, s) < 0)
+		cancel_sent(s);
 }
 
 /* ---- query_timeout ---- */
