@@ -8,6 +8,7 @@
 #include <time.h>
 #include <event2/bufferevent.h>
 #include <event2/buffer.h>
+#include <event2/event.h>
 #include <event2/bufferevent_ssl.h>
 #include <openssl/core_names.h>
 #include <openssl/err.h>
@@ -377,8 +378,20 @@ struct bufferevent *tls_handshake_bev(struct event_base *base, int fd, SSL *ssl,
 int tls_handshake_done(struct bufferevent *hs, struct bufferevent *dst)
 {
 	/* libevent reads nothing after the handshake while EV_READ is off, but
-	 * whatever it decrypted belongs to the stream */
-	int rc = evbuffer_add_buffer(bufferevent_get_input(dst), bufferevent_get_input(hs));
+	 * whatever it decrypted belongs to the stream. A socket bufferevent
+	 * keeps its input's end frozen outside its own read handler: thaw it
+	 * for the move, as net/rbuf does for its appends. */
+	struct evbuffer *in = bufferevent_get_input(dst), *from = bufferevent_get_input(hs);
+	int rc = 0;
+	if (evbuffer_get_length(from) > 0) {
+		evbuffer_unfreeze(in, 0);
+		rc = evbuffer_add_buffer(in, from);
+		evbuffer_freeze(in, 0);
+		if (rc == 0)
+			/* the socket will not say these are there: read them next turn */
+			bufferevent_trigger(dst, EV_READ,
+					    BEV_TRIG_IGNORE_WATERMARKS | BEV_TRIG_DEFER_CALLBACKS);
+	}
 	bufferevent_free(hs);
 	return rc;
 }

@@ -74,8 +74,12 @@ int transport_write(struct evbuffer *out, int fd, SSL *ssl, size_t *retry)
 		if (len == 0)
 			return total;
 		size_t n = len < TRANSPORT_TLS_RECORD ? len : TRANSPORT_TLS_RECORD;
-		if (n < *retry)
-			n = *retry; /* cannot happen: the front is only drained by us */
+		if (n < *retry) {
+			/* the front was drained behind OpenSSL's back: the record it
+			 * holds cannot be completed */
+			errno = EPROTO;
+			return -1;
+		}
 		/* one record's bytes: the first chunk itself when it holds them
 		 * (a pointer that may differ from the last try's:
 		 * SSL_MODE_ACCEPT_MOVING_WRITE_BUFFER), else a copy */

@@ -141,6 +141,10 @@ void server_close_client_error(struct server *s, const char *reason, const char 
 		event_del(s->drain_timer);
 	if (s->bev)
 		bufferevent_disable(s->bev, EV_READ | EV_WRITE);
+	if (s->hs) {
+		bufferevent_free(s->hs); /* a handshake in progress ends here */
+		s->hs = NULL;
+	}
 	rbuf_stop(&s->rb);
 	struct pool_worker *pw = s->worker->ctx;
 	TAILQ_INSERT_TAIL(&pw->reap_servers, s, reap_entry);
@@ -1084,6 +1088,8 @@ void server_event_cb(struct bufferevent *bev, short what, void *arg)
 {
 	struct server *s = arg;
 	if (what & BEV_EVENT_CONNECTED) {
+		if (s->state == SV_CLOSING)
+			return; /* closed (a login timeout) in the turn its handshake ended */
 		if (s->tls == SV_TLS_HANDSHAKE)
 			on_tls_connected(s);
 		else
