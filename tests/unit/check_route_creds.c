@@ -24,7 +24,7 @@ static struct config_db db;
 static struct authfile *af;
 static char path[256];
 
-static void no_error(const char *file, int line, const char *msg, void *arg)
+static void no_error(void *arg, const char *file, int line, const char *msg)
 {
 	(void)arg;
 	ck_abort_msg("%s:%d: %s", file, line, msg);
