@@ -28,7 +28,9 @@ const char *kvlist_get(const struct kvlist *l, const char *name)
 	return i < 0 ? NULL : l->v[i].value;
 }
 
-const char *kvlist_get_hint(const struct kvlist *l, const char *name, int hint)
+/* kvlist_get, looking at position HINT first: lists filled in the same
+ * order match there. */
+static const char *get_hint(const struct kvlist *l, const char *name, int hint)
 {
 	if (hint >= 0 && hint < l->n && strcasecmp(l->v[hint].name, name) == 0)
 		return l->v[hint].value;
@@ -103,7 +105,7 @@ bool kvlist_equal(const struct kvlist *a, const struct kvlist *b)
 	if (a->n != b->n)
 		return false;
 	for (int i = 0; i < a->n; i++) {
-		const char *v = kvlist_get_hint(b, a->v[i].name, i);
+		const char *v = get_hint(b, a->v[i].name, i);
 		if (!v || strcmp(v, a->v[i].value) != 0)
 			return false;
 	}

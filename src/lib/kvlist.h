@@ -17,9 +17,6 @@ struct kvlist {
 
 /* Value for NAME, or NULL. */
 const char *kvlist_get(const struct kvlist *l, const char *name);
-/* The same, looking at position HINT first: lists filled in the same order
- * (a client's view of a server's parameters) match there. */
-const char *kvlist_get_hint(const struct kvlist *l, const char *name, int hint);
 /* Insert or replace. Returns 0, or -1 on allocation failure. */
 int kvlist_set(struct kvlist *l, const char *name, const char *value)
 	__attribute__((warn_unused_result));

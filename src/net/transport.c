@@ -9,10 +9,10 @@
 #include <stdio.h>
 #include <sys/socket.h>
 
+static __thread char last_error[96]; /* transport_last_error */
+
 /* A TLS error ends the connection: nothing more may be sent on it, not
  * even close_notify (OpenSSL forbids SSL_shutdown after a fatal error). */
-static __thread char last_error[96];
-
 static int tls_failed(SSL *ssl, int err)
 {
 	int saved = errno;

@@ -98,13 +98,15 @@ static void write_now(struct wbuf *wb, struct evbuffer *out)
 		wait_writable(wb);
 }
 
-static void check_notify(struct wbuf *wb, struct evbuffer *out)
+/* Run the write callback (deferred) if a notify is due. Returns whether
+ * it was. */
+static bool check_notify(struct wbuf *wb, struct evbuffer *out)
 {
-	if (wb->notify && evbuffer_get_length(out) <= wb->notify_below) {
-		wb->notify = false;
-		bufferevent_trigger(wb->bev, EV_WRITE,
-				    BEV_TRIG_IGNORE_WATERMARKS | BEV_TRIG_DEFER_CALLBACKS);
-	}
+	if (!wb->notify || evbuffer_get_length(out) > wb->notify_below)
+		return false;
+	wb->notify = false;
+	bufferevent_trigger(wb->bev, EV_WRITE, BEV_TRIG_IGNORE_WATERMARKS | BEV_TRIG_DEFER_CALLBACKS);
+	return true;
 }
 
 static void write_ready(evutil_socket_t fd, short what, void *arg)
@@ -118,17 +120,12 @@ static void write_ready(evutil_socket_t fd, short what, void *arg)
 	}
 	unqueue(wb);
 	write_now(wb, out);
-	if (!wb->bev)
-		return;
 	if (evbuffer_get_length(out) == 0)
 		stop_waiting(wb);
-	if (wb->notify && evbuffer_get_length(out) <= wb->notify_below) {
-		check_notify(wb, out);
-		return;
-	}
-	/* as a bufferevent's write handler: the callback runs when the output
-	 * is at its low watermark */
-	bufferevent_trigger(wb->bev, EV_WRITE, 0);
+	if (!check_notify(wb, out))
+		/* as a bufferevent's write handler: the callback runs when the
+		 * output is at its low watermark */
+		bufferevent_trigger(wb->bev, EV_WRITE, 0);
 }
 
 int wbuf_attach(struct wbuf *wb, struct worker *w, struct bufferevent *bev)
