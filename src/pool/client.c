@@ -8,11 +8,13 @@
 #include "net/transport.h"
 #include "net/worker.h"
 #include "pg/md5.h"
+#include "pg/frame.h"
 #include "pg/proto.h"
 #include "pg/scram.h"
 #include "pg/startup.h"
 #include "pool/cancel.h"
 #include "pool/frontend.h"
+#include "pool/link.h"
 #include "pool/session.h"
 #include "pool/conn.h"
 #include "pool/creds.h"
@@ -201,12 +203,7 @@ void client_close(struct client *c, const char *sqlstate, const char *reason, co
 	client_set_state(c, CL_CLOSING);
 	if (c->timer)
 		event_del(c->timer);
-	if (c->server) {
-		struct server *s = c->server;
-		if (s->client == c)
-			server_client_gone(s);
-		c->server = NULL;
-	}
+	link_client_leaves(c);
 	cancel_unregister(c);
 	rbuf_stop(&c->rb);
 	if (c->hs) {
@@ -772,13 +769,11 @@ static void login_read(struct client *c)
 	while (c->state == CL_LOGIN) {
 		size_t avail = evbuffer_get_length(in);
 		if (c->login->phase == LG_STARTUP) {
-			uint8_t lenbuf[4];
-			if (avail < 4)
+			uint32_t plen;
+			enum proto_result pr = frame_peek_startup(in, &plen);
+			if (pr == PROTO_AGAIN)
 				return;
-			evbuffer_copyout(in, lenbuf, 4);
-			uint32_t plen = ((uint32_t)lenbuf[0] << 24) | ((uint32_t)lenbuf[1] << 16) |
-					((uint32_t)lenbuf[2] << 8) | lenbuf[3];
-			if (plen < 8 || plen > PROTO_STARTUP_MAX_LEN) {
+			if (pr == PROTO_ERROR) {
 				log_info("protocol_error", "addr=%s reason=bad_startup_length len=%u",
 					 c->addr, plen);
 				client_close(c, "08P01", "bad_startup", "invalid startup packet length");
@@ -794,21 +789,19 @@ static void login_read(struct client *c)
 			in = bufferevent_get_input(c->bev); /* TLS may have started */
 			continue;
 		}
-		uint8_t hdr[PROTO_HEADER_LEN];
-		struct proto_header h;
-		if (avail < PROTO_HEADER_LEN)
+		struct frame h;
+		enum proto_result pr = frame_peek(in, 0, FRAME_CLIENT_LOGIN, &h);
+		if (pr == PROTO_AGAIN)
 			return;
-		evbuffer_copyout(in, hdr, PROTO_HEADER_LEN);
-		if (proto_parse_header(hdr, avail, proto_client_max_len((char)hdr[0], false), &h) !=
-			    PROTO_OK ||
-		    (h.type != 'p' && h.type != 'X')) {
+		if (pr != PROTO_OK || (h.type != 'p' && h.type != 'X')) {
 			log_info("protocol_error", "addr=%s reason=bad_message_during_login type=%d",
-				 c->addr, hdr[0]);
+				 c->addr, (unsigned char)h.type);
 			client_close(c, "08P01", "protocol_violation",
-				     "expected password response, got message type %d", hdr[0]);
+				     "expected password response, got message type %d",
+				     (unsigned char)h.type);
 			return;
 		}
-		if (avail < 1 + (size_t)h.len)
+		if (!frame_whole(&h))
 			return;
 		if (h.type == 'X') {
 			client_close(c, NULL, "client_terminate", NULL);
@@ -835,12 +828,9 @@ static void borrow_timeout_cb(evutil_socket_t fd, short what, void *arg)
 	struct client *c = arg;
 	if (c->state != CL_WAITING)
 		return;
-	if (c->server) {
-		/* the server it got a slot for is still logging in: that counts as
-		 * waiting (as in PgBouncer); the server goes on to the pool */
-		server_client_gone(c->server);
-		c->server = NULL;
-	}
+	/* a server it got a slot for may still be logging in: that counts as
+	 * waiting (as in PgBouncer); the server goes on to the pool */
+	link_client_leaves(c);
 	pool_leave_queue(c->pool, c);
 	client_set_state(c, CL_IDLE);
 	log_warn("pool_borrow_timeout", "db=%s user=%s addr=%s", cdb(c), cuser(c), c->addr);
@@ -902,7 +892,7 @@ void client_use_server(struct client *c, struct server *s)
 		event_del(c->timer);
 	client_set_state(c, CL_ACTIVE);
 	rbuf_start(&c->rb);
-	server_link(s, c);
+	link_open(s, c);
 }
 
 void client_on_wake(struct worker *w)
@@ -957,7 +947,7 @@ void client_forward(struct client *c)
 		client_finish_login(c);
 		if (c->state == CL_CLOSING)
 			return;
-		if (c->server && server_maybe_release(c->server, false)) {
+		if (c->server && link_maybe_release(c->server, false)) {
 			kick(c);
 			return;
 		}
@@ -970,32 +960,28 @@ void client_forward(struct client *c)
 		size_t avail = evbuffer_get_length(in);
 		if (avail == 0)
 			break;
-		if (c->stream_left && c->large) {
+		if (c->stream.left && c->large) {
 			if (frontend_large_chunk(c, s, in, avail) == 0)
 				break;
 			continue;
 		}
-		if (c->stream_left) {
-			size_t n = avail < c->stream_left ? avail : c->stream_left;
+		if (c->stream.left) {
+			size_t n = frame_stream_chunk(&c->stream, avail);
 			relink_log(c, in, n);
-			if (c->discard_stream)
+			if (c->stream.drop)
 				evbuffer_drain(in, n);
 			else
 				evbuffer_remove_buffer(in, sout, n);
-			c->stream_left -= (uint32_t)n;
-			if (c->stream_left == 0)
-				c->discard_stream = false;
+			(void)frame_stream_took(&c->stream, n);
 			continue;
 		}
-		uint8_t hdr[PROTO_HEADER_LEN];
-		struct proto_header h;
-		if (avail < PROTO_HEADER_LEN)
+		struct frame h;
+		enum proto_result pr = frame_peek(in, 0, FRAME_CLIENT, &h);
+		if (pr == PROTO_AGAIN)
 			break;
-		evbuffer_copyout(in, hdr, PROTO_HEADER_LEN);
-		if (proto_parse_header(hdr, avail, proto_client_max_len((char)hdr[0], true), &h) !=
-		    PROTO_OK) {
+		if (pr != PROTO_OK) {
 			log_info("protocol_error", "addr=%s reason=bad_message_length type=%d", c->addr,
-				 hdr[0]);
+				 (unsigned char)h.type);
 			client_close(c, "08P01", "protocol_violation", "invalid message length");
 			return;
 		}
@@ -1003,9 +989,9 @@ void client_forward(struct client *c)
 			client_close(c, NULL, "client_terminate", NULL);
 			return;
 		}
-		size_t total = 1 + (size_t)h.len;
+		size_t total = h.total;
 		if (!proto_client_type_known(h.type)) {
-			bad_message_type(c, hdr[0]);
+			bad_message_type(c, (unsigned char)h.type);
 			return;
 		}
 		bool small = h.type == 'E' || h.type == 'S' || h.type == 'H' || h.type == 'c' ||
@@ -1016,7 +1002,7 @@ void client_forward(struct client *c)
 			 * Parse or Bind streams as it is, and the backend checks it, as
 			 * on a direct connection): a malformed one costs the client,
 			 * never the server */
-			if (avail < total)
+			if (!frame_whole(&h))
 				break;
 			const uint8_t *m = evbuffer_pullup(in, (ssize_t)total);
 			const char *bad = m ? proto_check_client_msg(h.type, m + 5, total - 5, false)
@@ -1046,16 +1032,15 @@ void client_forward(struct client *c)
 			 * never goes out, and nothing is left in flight when the copy
 			 * ends. (Copy data pipelined behind a request that may start a
 			 * COPY goes on: the backend takes it, or ignores it.) */
-			if (h.type != 'd' && avail < total)
+			if (h.type != 'd' && !frame_whole(&h))
 				break; /* CopyDone/CopyFail are acted on whole */
-			size_t n = avail < total ? avail : total;
+			size_t n = frame_have(&h);
 			relink_log(c, in, n);
 			evbuffer_drain(in, n);
-			c->stream_left = (uint32_t)(total - n);
-			c->discard_stream = c->stream_left > 0;
+			frame_stream_start(&c->stream, &h, n, true);
 			if (h.type != 'd')
 				server_note_client_msg(s, h.type);
-			if (h.type != 'd' && server_maybe_release(s, false)) {
+			if (h.type != 'd' && link_maybe_release(s, false)) {
 				kick(c);
 				return;
 			}
@@ -1064,13 +1049,13 @@ void client_forward(struct client *c)
 		if (txn_mode && (s->nclose || s->orphan_seen != pstmt_orphan_gen()))
 			frontend_flush_closes(s);
 		if (txn_mode && frontend_wants(h.type)) {
-			enum fe_result fr = frontend_message(c, s, &h, avail);
+			enum fe_result fr = frontend_message(c, s, &h);
 			if (fr == FE_WAIT)
 				break;
 			if (fr == FE_CLOSED)
 				return;
 			/* an answer of pgmux's own (DEALLOCATE) may end the transaction */
-			if (s->reqs.count == 0 && server_maybe_release(s, false)) {
+			if (s->reqs.count == 0 && link_maybe_release(s, false)) {
 				kick(c);
 				return;
 			}
@@ -1080,15 +1065,15 @@ void client_forward(struct client *c)
 			relink_ran(c, false); /* runs something pgmux did not look at */
 		if (txn_mode)
 			frontend_capture(s, h.type, in, total);
-		size_t n = avail < total ? avail : total;
+		size_t n = frame_have(&h);
 		relink_log(c, in, n);
 		evbuffer_remove_buffer(in, sout, n);
-		c->stream_left = (uint32_t)(total - n);
+		frame_stream_start(&c->stream, &h, n, false);
 		server_note_client_msg(s, h.type);
 		if (s->state == SV_CLOSING)
 			return;
 		/* CopyDone/CopyFail may end the transaction's last open item */
-		if ((h.type == 'c' || h.type == 'f') && server_maybe_release(s, false)) {
+		if ((h.type == 'c' || h.type == 'f') && link_maybe_release(s, false)) {
 			kick(c);
 			return;
 		}
@@ -1101,14 +1086,13 @@ void client_forward(struct client *c)
 static void idle_read(struct client *c)
 {
 	struct evbuffer *in = bufferevent_get_input(c->bev);
-	size_t avail = evbuffer_get_length(in);
-	uint8_t hdr[PROTO_HEADER_LEN];
-	struct proto_header h;
-	if (avail < PROTO_HEADER_LEN)
+	struct frame h;
+	enum proto_result pr = frame_peek(in, 0, FRAME_CLIENT, &h);
+	if (pr == PROTO_AGAIN)
 		return;
-	evbuffer_copyout(in, hdr, PROTO_HEADER_LEN);
-	if (proto_parse_header(hdr, avail, proto_client_max_len((char)hdr[0], true), &h) != PROTO_OK) {
-		log_info("protocol_error", "addr=%s reason=bad_message_length type=%d", c->addr, hdr[0]);
+	if (pr != PROTO_OK) {
+		log_info("protocol_error", "addr=%s reason=bad_message_length type=%d", c->addr,
+			 (unsigned char)h.type);
 		client_close(c, "08P01", "protocol_violation", "invalid message length");
 		return;
 	}
@@ -1117,14 +1101,14 @@ static void idle_read(struct client *c)
 		return;
 	}
 	if (!proto_client_type_known(h.type)) {
-		bad_message_type(c, hdr[0]);
+		bad_message_type(c, (unsigned char)h.type);
 		return;
 	}
 	if (h.type == 'c' || h.type == 'd' || h.type == 'f') {
 		/* late copy data after the copy ended: the server would ignore it */
-		if (avail < 1 + (size_t)h.len)
+		if (!frame_whole(&h))
 			return;
-		evbuffer_drain(in, 1 + (size_t)h.len);
+		evbuffer_drain(in, h.total);
 		kick(c);
 		return;
 	}
@@ -1194,19 +1178,10 @@ void client_cancel_local(struct client *c)
 		return; /* its own server is connecting: it will run the query, cancel then */
 	/* find the end of the first Query or Sync the client is waiting on */
 	struct evbuffer *in = bufferevent_get_input(c->bev);
-	size_t avail = evbuffer_get_length(in), off = 0;
-	while (off + PROTO_HEADER_LEN <= avail) {
-		uint8_t hdr[PROTO_HEADER_LEN];
-		struct evbuffer_ptr pos;
-		evbuffer_ptr_set(in, &pos, off, EVBUFFER_PTR_SET);
-		evbuffer_copyout_from(in, &pos, hdr, PROTO_HEADER_LEN);
-		struct proto_header h;
-		if (proto_parse_header(hdr, avail - off, proto_client_max_len((char)hdr[0], true), &h) !=
-		    PROTO_OK)
-			return;
-		off += 1 + (size_t)h.len;
-		if (off > avail)
-			return;
+	size_t off = 0;
+	struct frame h;
+	while (frame_peek(in, off, FRAME_CLIENT, &h) == PROTO_OK && frame_whole(&h)) {
+		off += h.total;
 		if (h.type == 'Q' || h.type == 'S') {
 			pool_leave_queue(c->pool, c);
 			if (c->state != CL_WAITING)
@@ -1291,7 +1266,7 @@ void client_shutdown_worker(struct worker *w)
 	TAILQ_FOREACH_SAFE(c, &pw->clients, worker_entry, tmp) {
 		if (c->state == CL_ACTIVE && c->server) {
 			c->closing_after_txn = true;
-			if (server_maybe_release(c->server, true))
+			if (link_maybe_release(c->server, true))
 				client_close(c, "57P01", "shutdown", "pgmux is shutting down");
 		} else if (c->state != CL_CLOSING) {
 			client_close(c, "57P01", "shutdown", "pgmux is shutting down");

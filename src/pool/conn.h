@@ -12,6 +12,7 @@
 #include "lib/kvlist.h"
 #include "net/rbuf.h"
 #include "net/wbuf.h"
+#include "pg/frame.h"
 #include "pg/startup.h"
 #include "pool/pstmt.h"
 #include "pool/route.h"
@@ -141,8 +142,8 @@ struct client {
 	bool over_limit;             /* accepted past max_client_conn: refuse after startup */
 	bool finishing_login;        /* waiting for a server only to learn its parameters */
 	bool closing_after_txn;      /* shutdown: close at the end of this transaction */
-	uint32_t stream_left;        /* body bytes of a client message still to forward */
-	bool discard_stream;         /* drop (not forward) the rest of that message */
+	struct frame_stream stream;  /* the rest of a client message being passed on (or
+				      * dropped) as it arrives */
 	uint64_t last_active_ms;     /* for idle_client_timeout */
 	uint64_t wait_start_ms;      /* when it joined the wait queue */
 	/* transaction pooling: session state pgmux carries from server to server */
@@ -252,14 +253,14 @@ struct server {
 	bool ext_open;               /* extended-protocol messages sent since the last Sync */
 	uint64_t seq;                /* client messages forwarded on this link */
 	struct reqq reqs;            /* outstanding requests */
-	uint32_t stream_left;        /* body bytes of a server message still to forward */
-	bool stream_drop;            /* ...or to drop: the reply to a request of pgmux's own */
+	struct frame_stream stream;  /* the rest of a server message being passed on as it
+				      * arrives, or dropped: the reply to pgmux's own request */
 	char internal_err[8];        /* SQLSTATE of an error during the internal query */
 	char internal_msg[256];      /* its message */
 	int cancels_in_flight;       /* forwarded cancels whose connection is still open */
 	bool draining;               /* its client left with requests outstanding: replies are
 				      * dropped until none is left, then it is rolled back and
-				      * released (server_client_gone) */
+				      * released (pool/link.c) */
 	bool drain_reset;            /* ...and reset with DISCARD ALL (session mode, pinned) */
 	struct event *drain_timer;   /* owned: DRAIN_TIMEOUT_MS while draining, on worker's base */
 	uint64_t reqs_answered;      /* requests popped so far (query_timeout progress check) */

@@ -3,6 +3,7 @@
 
 #include "core/config.h"
 #include "core/log.h"
+#include "pg/frame.h"
 #include "pg/proto.h"
 #include "pg/sqllex.h"
 #include "pool/client.h"
@@ -157,7 +158,7 @@ static int write_close(struct server *s, uint64_t seq, const char *name)
  * it there for good): otherwise it waits in S's to_close list. */
 static int close_server_stmt(struct server *s, uint64_t seq, const char *name)
 {
-	if (s->reqs.count == 0 && !s->ext_failed && (!s->client || s->client->stream_left == 0))
+	if (s->reqs.count == 0 && !s->ext_failed && (!s->client || s->client->stream.left == 0))
 		return write_close(s, seq, name);
 	if (s->nclose == s->capclose) {
 		int cap = s->capclose ? s->capclose * 2 : 8;
@@ -767,7 +768,7 @@ static void large_parse_end(struct client *c, struct server *s)
 size_t frontend_large_chunk(struct client *c, struct server *s, struct evbuffer *in, size_t avail)
 {
 	struct fe_large *L = c->large;
-	size_t left = c->stream_left;
+	size_t left = c->stream.left;
 	size_t n = avail < left ? avail : left;
 	if (L->type == 'Q' && left <= QUERY_HOLD) {
 		uint8_t tail[QUERY_HOLD];
@@ -783,7 +784,7 @@ size_t frontend_large_chunk(struct client *c, struct server *s, struct evbuffer 
 			rc = evbuffer_add(sout(s), early, left);
 			relink_log(c, in, left);
 			evbuffer_drain(in, left);
-			c->stream_left = 0;
+			c->stream.left = 0;
 			frontend_large_free(c);
 			log_info("protocol_error", "addr=%s reason=malformed_message type=Q", c->addr);
 			client_close(c, "08P01", "protocol_violation", "invalid message format");
@@ -792,7 +793,7 @@ size_t frontend_large_chunk(struct client *c, struct server *s, struct evbuffer 
 		rc = large_query_end(c, s, tail, left);
 		relink_log(c, in, left);
 		evbuffer_drain(in, left);
-		c->stream_left = 0;
+		c->stream.left = 0;
 		frontend_large_free(c);
 		if (rc < 0)
 			client_close(c, "53200", "out_of_memory", "pgmux: out of memory");
@@ -803,14 +804,14 @@ size_t frontend_large_chunk(struct client *c, struct server *s, struct evbuffer 
 	large_feed(L, in, n);
 	relink_log(c, in, n);
 	evbuffer_remove_buffer(in, sout(s), n);
-	c->stream_left -= (uint32_t)n;
-	if (L->type == 'P' && (L->text_done || c->stream_left == 0)) {
+	c->stream.left -= (uint32_t)n;
+	if (L->type == 'P' && (L->text_done || c->stream.left == 0)) {
 		if (L->ss) {
 			large_parse_end(c, s);
 			session_stream_free(L->ss);
 			L->ss = NULL;
 		}
-		if (c->stream_left == 0)
+		if (c->stream.left == 0)
 			frontend_large_free(c);
 	}
 	return n;
@@ -934,11 +935,10 @@ void frontend_capture(struct server *s, char type, struct evbuffer *in, size_t t
 
 /* ---- entry point ---- */
 
-enum fe_result frontend_message(struct client *c, struct server *s, const struct proto_header *h,
-				size_t avail)
+enum fe_result frontend_message(struct client *c, struct server *s, const struct frame *h)
 {
 	struct evbuffer *in = bufferevent_get_input(c->bev);
-	size_t total = 1 + (size_t)h->len;
+	size_t total = h->total, avail = h->avail;
 	size_t have = total; /* bytes of the message looked at */
 	if (h->type == 'B' && total > BIND_WHOLE_MAX) {
 		have = BIND_PREFIX_MAX + 5;
@@ -1008,14 +1008,7 @@ enum fe_result frontend_message(struct client *c, struct server *s, const struct
 	}
 	relink_log(c, in, have);
 	evbuffer_drain(in, have);
-	if (have < total) {
-		if (rc == 3) {
-			c->stream_left = (uint32_t)(total - have);
-			c->discard_stream = true;
-		} else {
-			c->stream_left = (uint32_t)(total - have);
-		}
-	}
+	frame_stream_start(&c->stream, h, have, rc == 3);
 	return FE_DONE;
 }
 
@@ -1024,14 +1017,11 @@ enum fe_result frontend_message(struct client *c, struct server *s, const struct
 bool frontend_idle_parse(struct client *c)
 {
 	struct evbuffer *in = bufferevent_get_input(c->bev);
-	size_t avail = evbuffer_get_length(in);
-	uint8_t hdr[PROTO_HEADER_LEN];
-	struct proto_header h;
-	if (evbuffer_copyout(in, hdr, sizeof(hdr)) != (ev_ssize_t)sizeof(hdr) ||
-	    proto_parse_header(hdr, avail, 65536, &h) != PROTO_OK || h.type != 'P')
+	struct frame h;
+	if (frame_peek(in, 0, FRAME_CLIENT, &h) != PROTO_OK || h.type != 'P' || h.len > 65536)
 		return false; /* anything unusual goes the normal way */
-	size_t total = 1 + (size_t)h.len;
-	if (avail < total + 5)
+	size_t total = h.total;
+	if (h.avail < total + 5)
 		return false;
 	const uint8_t *msg = evbuffer_pullup(in, (ssize_t)(total + 5));
 	static const uint8_t sync[] = {'S', 0, 0, 0, 4};

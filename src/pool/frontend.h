@@ -12,7 +12,7 @@
 
 struct client;
 struct server;
-struct proto_header;
+struct frame;
 struct req;
 struct evbuffer;
 
@@ -28,12 +28,11 @@ static inline bool frontend_wants(char type)
 	return type == 'Q' || type == 'P' || type == 'B' || type == 'D' || type == 'C';
 }
 
-/* Handle the message with header H at the start of C's input (AVAIL bytes
- * there), linked to S in transaction pooling. */
-enum fe_result frontend_message(struct client *c, struct server *s, const struct proto_header *h,
-				size_t avail);
+/* Handle the message framed by H at the start of C's input, linked to S in
+ * transaction pooling. */
+enum fe_result frontend_message(struct client *c, struct server *s, const struct frame *h);
 
-/* C is streaming a Query or Parse too large to hold (c->large, c->stream_left
+/* C is streaming a Query or Parse too large to hold (c->large, c->stream.left
  * bytes of it still to come): pass on up to AVAIL bytes from the start of
  * IN, inspecting them. Returns the bytes consumed (0: wait for more; the
  * end of a Query is judged whole). C may have been closed. */

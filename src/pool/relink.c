@@ -4,6 +4,7 @@
 #include "core/log.h"
 #include "pool/client.h"
 #include "pool/conn.h"
+#include "pool/link.h"
 #include "pool/pool.h"
 #include "pool/requests.h"
 #include "pool/server.h"
@@ -120,7 +121,7 @@ bool relink_try(struct server *s, const char *fatal_sqlstate, const char *why)
 		      c->relink_begin_only;
 	if (!syncing && !unread)
 		return false;
-	if (!c->relink_active || !c->relink_ok || c->stream_left || s->stream_left ||
+	if (!c->relink_active || !c->relink_ok || c->stream.left || s->stream.left ||
 	    s->cancels_in_flight || s->retry_armed || c->relink_tries >= RELINK_MAX_TRIES)
 		return false;
 	struct evbuffer *in = bufferevent_get_input(c->bev);
@@ -137,8 +138,7 @@ bool relink_try(struct server *s, const char *fatal_sqlstate, const char *why)
 		 c->relink_len, why);
 	relink_stop(c);
 	c->relink_tries = tries;
-	s->client = NULL;
-	c->server = NULL;
+	(void)link_cut(s);
 	server_close(s, why);
 	client_relink(c);
 	return true;

@@ -94,7 +94,7 @@ int req_push(struct server *s, const struct req *r)
 	}
 	q->v[(q->head + q->count) % q->cap] = copy;
 	q->count++;
-	if (q->count == 1 && copy.action == REQ_FAKE && s->stream_left == 0)
+	if (q->count == 1 && copy.action == REQ_FAKE && s->stream.left == 0)
 		req_emit_fakes(s);
 	return 0;
 }

@@ -11,12 +11,14 @@
 #include "net/transport.h"
 #include "net/worker.h"
 #include "pg/md5.h"
+#include "pg/frame.h"
 #include "pg/proto.h"
 #include "pg/scram.h"
 #include "pool/cancel.h"
 #include "pool/client.h"
 #include "pool/conn.h"
 #include "pool/frontend.h"
+#include "pool/link.h"
 #include "pool/pool.h"
 #include "pool/relink.h"
 #include "pool/requests.h"
@@ -132,9 +134,8 @@ void server_close_client_error(struct server *s, const char *reason, const char 
 		return;
 	log_info("server_close", "db=%s user=%s be_pid=%u reason=%s", pool_db_name(s->pool),
 		 pool_user(s->pool), s->be_pid, reason);
-	struct client *c = s->client;
 	enum server_state was = s->state;
-	s->client = NULL;
+	struct client *c = link_cut(s);
 	server_set_state(s, SV_CLOSING);
 	s->draining = false;
 	if (s->drain_timer)
@@ -150,16 +151,13 @@ void server_close_client_error(struct server *s, const char *reason, const char 
 	TAILQ_INSERT_TAIL(&pw->reap_servers, s, reap_entry);
 	schedule_deferred(s->worker);
 	pool_slot_free(s->pool);
-	if (c && s->stream_left > 0) {
+	if (c && s->stream.left > 0) {
 		/* half a message went to the client: an ErrorResponse now would be
 		 * read as the rest of it; just close */
-		c->server = NULL;
 		client_close(c, NULL, "server_lost", "server connection lost: %s", reason);
 	} else if (c && sqlstate) {
-		c->server = NULL;
 		client_close(c, sqlstate, reason, "%s", client_msg);
 	} else if (c) {
-		c->server = NULL;
 		if (was == SV_CONNECTING)
 			client_close(c, "08006", "server_connect_failed",
 				     "pgmux: could not connect to server for database \"%s\": %s",
@@ -178,20 +176,18 @@ static int handle_idle_input(struct server *s)
 {
 	struct evbuffer *in = bufferevent_get_input(s->bev);
 	for (;;) {
-		size_t avail = evbuffer_get_length(in);
-		uint8_t hdr[PROTO_HEADER_LEN];
-		struct proto_header h;
-		if (avail < PROTO_HEADER_LEN)
+		struct frame h;
+		enum proto_result pr = frame_peek(in, 0, FRAME_SERVER, &h);
+		if (pr == PROTO_AGAIN)
 			return 0;
-		evbuffer_copyout(in, hdr, PROTO_HEADER_LEN);
-		if (proto_parse_header(hdr, avail, proto_server_max_len((char)hdr[0]), &h) != PROTO_OK)
+		if (pr != PROTO_OK)
 			return -1;
-		if (avail < 1 + (size_t)h.len)
+		if (!frame_whole(&h))
 			return 0;
 		if (h.type != 'S' && h.type != 'N' && h.type != 'A')
 			return -1;
 		struct proto_msg m;
-		int rc = proto_msg_take(in, &h, &m);
+		int rc = frame_take(in, &h, &m);
 		if (rc == 0 && h.type == 'S') {
 			struct proto_reader r;
 			proto_reader_init(&r, m.body, m.body_len);
@@ -273,107 +269,7 @@ static void idle_readable(struct server *s)
 	queue_release(s);
 }
 
-/* ---- linking and parameters ---- */
-
-static int start_internal(struct server *s, const char *sql, enum server_after after)
-{
-	s->internal_err[0] = '\0';
-	s->internal_msg[0] = '\0';
-	s->after = after;
-	s->unnamed_owner = 0; /* a simple Query drops the unnamed statement */
-	server_set_state(s, SV_INTERNAL);
-	rbuf_start(&s->rb);
-	return proto_write_query(bufferevent_get_output(s->bev), sql);
-}
-
-/* Tell C about reported parameters whose value differs from what it saw. */
-static void push_param_changes(struct server *s, struct client *c)
-{
-	struct evbuffer *out = bufferevent_get_output(c->bev);
-	for (int i = 0; i < s->reported.n; i++) {
-		const struct kv *kv = &s->reported.v[i];
-		const char *seen = client_view_get(c, kv->name);
-		if (seen && strcmp(seen, kv->value) == 0)
-			continue;
-		if (client_view_set(c, kv->name, kv->value) < 0 ||
-		    proto_write_param_status(out, kv->name, kv->value) < 0)
-			return;
-	}
-}
-
-static void link_ready(struct server *s, struct client *c)
-{
-	server_set_state(s, SV_ACTIVE);
-	s->last_client_id = c->id;
-	push_param_changes(s, c);
-	client_forward(c);
-}
-
-void server_link(struct server *s, struct client *c)
-{
-	s->client = c;
-	c->server = s;
-	c->link_gen++;
-	s->seq = 0;
-	s->ext_open = false;
-	s->ext_failed = false;
-	s->copy_open = false;
-	s->server_in_copy = false;
-	s->copy_done_early = 0;
-	s->retry_armed = false;
-	s->retried = false;
-	s->capture_state = 0;
-	relink_begin(c);
-	rbuf_start(&s->rb);
-	if (session_in_sync(s, c)) {
-		link_ready(s, c);
-		return;
-	}
-	struct evbuffer *sql = evbuffer_new();
-	int changes = sql ? session_build_sync(s, c, sql) : -1;
-	if (changes < 0) {
-		evbuffer_free(sql);
-		client_close(c, "08P01", "bad_parameter", "pgmux: invalid startup parameter name");
-		return;
-	}
-	if (changes == 0) {
-		evbuffer_free(sql);
-		link_ready(s, c);
-		return;
-	}
-	evbuffer_add(sql, "", 1);
-	const char *q = (const char *)evbuffer_pullup(sql, -1);
-	int rc = -1;
-	const char *enc = client_view_get(c, "client_encoding");
-	const char *senc = kvlist_get(&s->reported, "client_encoding");
-	bool ascii = true;
-	for (const char *p = q; p && *p && ascii; p++)
-		ascii = (unsigned char)*p < 0x80;
-	if (q && !ascii && enc && senc && strcasecmp(enc, senc) != 0) {
-		/* the backend reads a whole Query in its current client_encoding,
-		 * the previous client's: switch to this client's first */
-		char set[96];
-		free(s->pending_sync);
-		s->pending_sync = strdup(q);
-		snprintf(set, sizeof(set), "SET client_encoding TO '%s'", enc);
-		if (s->pending_sync && strspn(enc, "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz"
-						   "0123456789_-") == strlen(enc))
-			rc = start_internal(s, set, AFTER_SYNC);
-	} else if (q) {
-		rc = start_internal(s, q, AFTER_LINK);
-	}
-	evbuffer_free(sql);
-	if (rc < 0)
-		server_close(s, "out_of_memory");
-}
-
 /* ---- release ---- */
-
-static bool at_boundary(const struct server *s)
-{
-	return s->reqs.count == 0 && !s->ext_open && !s->copy_open && s->txn == 'I' &&
-	       s->cancels_in_flight == 0 && s->stream_left == 0;
-}
 
 void queue_release(struct server *s)
 {
@@ -384,195 +280,17 @@ void queue_release(struct server *s)
 	schedule_deferred(s->worker);
 }
 
-static void unlink_client(struct server *s)
+/* ---- pgmux's own queries ---- */
+
+int server_start_internal(struct server *s, const char *sql, enum server_after after)
 {
-	struct client *c = s->client;
-	s->client = NULL;
-	if (c) {
-		c->server = NULL;
-		if (c->state == CL_ACTIVE)
-			client_set_state(c, CL_IDLE);
-	}
-}
-
-/* ---- a server whose client left with requests outstanding ---- */
-
-#define DRAIN_TIMEOUT_MS 10000
-
-static void drain_timeout_cb(evutil_socket_t fd, short what, void *arg)
-{
-	struct server *s = arg;
-	if (!s->draining)
-		return;
-	log_warn("server_drain_timeout", "db=%s user=%s be_pid=%u requests=%u",
-		 pool_db_name(s->pool), pool_user(s->pool), s->be_pid, s->reqs.count);
-	/* whatever still runs was sent by a client that is gone: stop it, then
-	 * drop the connection (it is never reused, so the cancel cannot hit
-	 * another client's query) */
-	server_send_cancel(s);
-	server_close(s, "client_gone_drain_timeout");
-}
-
-/* All replies owed to the departed client have come: roll back what it left
- * open and hand S back to the pool. */
-static void drain_done(struct server *s)
-{
-	s->draining = false;
-	if (s->drain_timer)
-		event_del(s->drain_timer);
-	log_info("server_drained", "db=%s user=%s be_pid=%u txn=%c", pool_db_name(s->pool),
-		 pool_user(s->pool), s->be_pid, s->txn);
-	int rc = 0;
-	if (s->txn != 'I') {
-		rc = start_internal(s, "ROLLBACK", s->drain_reset ? AFTER_DISCARD : AFTER_RELEASE);
-	} else if (s->drain_reset) {
-		session_server_reset(s);
-		rc = start_internal(s, "DISCARD ALL", AFTER_RELEASE);
-	} else {
-		queue_release(s);
-	}
-	if (rc < 0)
-		server_close(s, "out_of_memory");
-}
-
-/* S's client has just been unlinked while S still owes it replies. Complete
- * what the client left half done on the protocol (a CopyFail for a copy in
- * progress, a Sync after extended messages: exactly what the backend needs
- * to reach a ReadyForQuery), then drop every reply until the queue is
- * empty. A malformed message, a client that vanishes mid-pipeline: the
- * server goes back to the pool clean instead of costing a new login.
- * Returns 0, or -1 if that cannot be done (the caller closes S). */
-/* What the departed client left half done on the protocol, completed: a
- * CopyFail for a copy in progress, a Sync after extended messages. Returns
- * 0 / -1. */
-static int drain_complete_protocol(struct server *s)
-{
-	struct evbuffer *out = bufferevent_get_output(s->bev);
-	if (s->copy_open) {
-		static const char why[] = "client disconnected";
-		if (s->server_in_copy && proto_write_msg(out, 'f', why, sizeof(why)) < 0)
-			return -1;
-		server_note_client_msg(s, 'f'); /* the copy is over either way */
-	}
-	if (s->ext_open) {
-		if (proto_write_msg(out, 'S', NULL, 0) < 0)
-			return -1;
-		server_note_client_msg(s, 'S');
-	}
-	return s->state == SV_ACTIVE ? 0 : -1;
-}
-
-static int start_drain(struct server *s, bool reset)
-{
-	if (drain_complete_protocol(s) < 0)
-		return -1;
-	if (!s->drain_timer && !(s->drain_timer = evtimer_new(s->worker->base, drain_timeout_cb, s)))
-		return -1;
-	struct timeval tv = {DRAIN_TIMEOUT_MS / 1000, (DRAIN_TIMEOUT_MS % 1000) * 1000};
-	evtimer_add(s->drain_timer, &tv);
-	s->draining = true;
-	s->drain_reset = reset;
-	/* back-pressure from the departed client may have stopped reading: the
-	 * replies go nowhere now, so read them at full speed */
+	s->internal_err[0] = '\0';
+	s->internal_msg[0] = '\0';
+	s->after = after;
+	s->unnamed_owner = 0; /* a simple Query drops the unnamed statement */
+	server_set_state(s, SV_INTERNAL);
 	rbuf_start(&s->rb);
-	log_info("server_drain", "db=%s user=%s be_pid=%u requests=%u", pool_db_name(s->pool),
-		 pool_user(s->pool), s->be_pid, s->reqs.count);
-	if (s->reqs.count == 0 && s->stream_left == 0 && s->cancels_in_flight == 0)
-		drain_done(s);
-	return 0;
-}
-
-bool server_maybe_release(struct server *s, bool force)
-{
-	if (s->draining) {
-		if (s->state != SV_ACTIVE || s->reqs.count || s->ext_open || s->copy_open ||
-		    s->stream_left || s->cancels_in_flight)
-			return false;
-		drain_done(s);
-		return true;
-	}
-	struct client *c = s->client;
-	if (s->state != SV_ACTIVE || !at_boundary(s) || (c && c->stream_left > 0))
-		return false;
-	bool session = pool_config()->pool_mode == POOL_MODE_SESSION;
-	if (c && (c->pins & (1u << PIN_LARGE_STATEMENT)) && !cstmt_any_private(&c->stmts))
-		session_unpin(c, s, 1u << PIN_LARGE_STATEMENT); /* its last one is gone */
-	unsigned pins = c ? c->pins : 0;
-	if ((session || pins) && !force && !(c && c->closing_after_txn))
-		return false;
-	unlink_client(s);
-	if (c && c->closing_after_txn)
-		client_close(c, "57P01", "shutdown", "pgmux is shutting down");
-	if (pins & (1u << PIN_LOAD)) {
-		server_close(s, "pinned_session_loaded_a_library"); /* LOAD cannot be undone */
-		return true;
-	}
-	if (session || pins) {
-		/* hand no session state on: reset everything the client did */
-		session_server_reset(s);
-		if (start_internal(s, "DISCARD ALL", AFTER_RELEASE) < 0)
-			server_close(s, "out_of_memory");
-		return true;
-	}
-	queue_release(s);
-	return true;
-}
-
-void server_client_gone(struct server *s)
-{
-	if (s->state == SV_CONNECTING) {
-		/* keep logging in; the server goes to the pool afterwards */
-		unlink_client(s);
-		return;
-	}
-	if (s->state == SV_INTERNAL) {
-		unlink_client(s); /* the internal query finishes, then the server is released */
-		if (s->after == AFTER_LINK || s->after == AFTER_SYNC) {
-			/* session_build_sync recorded the client's settings as applied;
-			 * the rest of the sync will not run now: trust none of it */
-			kvlist_clear(&s->applied);
-			kvlist_clear(&s->applied_sets);
-			s->dirty_params = true;
-			s->last_client_id = 0;
-			free(s->pending_sync);
-			s->pending_sync = NULL;
-		}
-		s->after = AFTER_RELEASE;
-		return;
-	}
-	if (s->state == SV_RESERVED) {
-		/* handed to the client, never used: clean */
-		unlink_client(s);
-		queue_release(s);
-		return;
-	}
-	if (s->state != SV_ACTIVE) {
-		unlink_client(s);
-		return;
-	}
-	if (server_maybe_release(s, true))
-		return;
-	bool idle_in_txn = s->reqs.count == 0 && !s->ext_open && !s->copy_open &&
-			   s->stream_left == 0 && s->cancels_in_flight == 0;
-	bool pinned = s->client && s->client->pins;
-	bool loaded = s->client && (s->client->pins & (1u << PIN_LOAD));
-	/* half a client message went out: nothing can complete it safely */
-	bool half_sent = s->client && s->client->stream_left > 0 && !s->client->discard_stream;
-	bool session = pool_config()->pool_mode == POOL_MODE_SESSION;
-	unlink_client(s);
-	if (loaded || half_sent) {
-		server_close(s, loaded ? "pinned_session_loaded_a_library"
-				       : "client_disconnected_in_the_middle_of_a_message");
-		return;
-	}
-	if (idle_in_txn) {
-		/* BEGIN ... and gone: roll back before anyone else gets it */
-		if (start_internal(s, "ROLLBACK", session || pinned ? AFTER_DISCARD : AFTER_RELEASE) < 0)
-			server_close(s, "out_of_memory");
-		return;
-	}
-	if (start_drain(s, session || pinned) < 0)
-		server_close(s, "client_disconnected_with_query_in_progress");
+	return proto_write_query(bufferevent_get_output(s->bev), sql);
 }
 
 void server_note_client_msg(struct server *s, char type)
@@ -759,7 +477,7 @@ static int handle_active_msg(struct server *s, const struct proto_msg *m)
 			return -1;
 		}
 		req_emit_fakes(s);
-		if (server_maybe_release(s, false))
+		if (link_maybe_release(s, false))
 			return -1;
 		return 0;
 	}
@@ -875,7 +593,7 @@ static int handle_active_msg(struct server *s, const struct proto_msg *m)
 		}
 		if (s->draining) {
 			/* a COPY the departed client had sent starts only now */
-			if (drain_complete_protocol(s) < 0) {
+			if (link_drain_protocol(s) < 0) {
 				server_close(s, "out_of_memory");
 				return -1;
 			}
@@ -911,7 +629,7 @@ static void internal_done(struct server *s)
 	struct client *c = s->client;
 	if (s->internal_err[0]) {
 		if (c && (s->after == AFTER_LINK || s->after == AFTER_SYNC)) {
-			unlink_client(s);
+			link_end(s);
 			client_close(c, s->internal_err, "server_parameter_rejected",
 				     "pgmux: server rejected a startup parameter: %s", s->internal_msg);
 		}
@@ -921,23 +639,23 @@ static void internal_done(struct server *s)
 	if (s->after == AFTER_SYNC && c && s->pending_sync) {
 		char *q = s->pending_sync;
 		s->pending_sync = NULL;
-		int rc = start_internal(s, q, AFTER_LINK);
+		int rc = server_start_internal(s, q, AFTER_LINK);
 		free(q);
 		if (rc < 0)
 			server_close(s, "out_of_memory");
 		return;
 	}
 	if (s->after == AFTER_LINK && c) {
-		link_ready(s, c);
+		link_synced(s);
 		return;
 	}
 	if (s->after == AFTER_DISCARD) {
 		session_server_reset(s);
-		if (start_internal(s, "DISCARD ALL", AFTER_RELEASE) < 0)
+		if (server_start_internal(s, "DISCARD ALL", AFTER_RELEASE) < 0)
 			server_close(s, "out_of_memory");
 		return;
 	}
-	unlink_client(s);
+	link_end(s);
 	queue_release(s);
 }
 
@@ -1001,51 +719,46 @@ void server_read_cb(struct bufferevent *bev, void *arg)
 	for (;;) {
 		if (s->state == SV_CLOSING || s->state == SV_RELEASING || s->state == SV_RESERVED)
 			return; /* bytes wait in the input for server_take */
-		size_t avail = evbuffer_get_length(in);
-		if (s->stream_left) {
-			if (avail == 0)
+		if (s->stream.left) {
+			size_t n = frame_stream_chunk(&s->stream, evbuffer_get_length(in));
+			if (n == 0)
 				break;
-			size_t n = avail < s->stream_left ? avail : s->stream_left;
-			if (s->stream_drop)
+			if (s->stream.drop)
 				evbuffer_drain(in, n);
 			else
 				forward_bytes(s, in, n);
-			s->stream_left -= (uint32_t)n;
-			if (s->stream_left == 0)
+			if (frame_stream_took(&s->stream, n))
 				req_emit_fakes(s);
 			continue;
 		}
-		if (avail < PROTO_HEADER_LEN)
+		struct frame h;
+		enum proto_result pr = frame_peek(in, 0, FRAME_SERVER, &h);
+		if (pr == PROTO_AGAIN)
 			break;
-		uint8_t hdr[PROTO_HEADER_LEN];
-		struct proto_header h;
-		evbuffer_copyout(in, hdr, PROTO_HEADER_LEN);
-		if (proto_parse_header(hdr, avail, proto_server_max_len((char)hdr[0]), &h) != PROTO_OK) {
+		if (pr != PROTO_OK) {
 			server_close(s, "invalid_message_from_server");
 			return;
 		}
-		size_t total = 1 + (size_t)h.len;
 		if (!wants_whole(s->state, h.type)) {
 			int fwd = req_reply(s, h.type);
 			if (fwd < 0) {
 				server_close(s, "unexpected_reply");
 				return;
 			}
-			size_t n = avail < total ? avail : total;
-			s->stream_drop = fwd == 0;
-			if (s->stream_drop)
+			size_t n = frame_have(&h);
+			if (fwd == 0)
 				evbuffer_drain(in, n);
 			else
 				forward_bytes(s, in, n);
-			s->stream_left = (uint32_t)(total - n);
-			if (s->stream_left == 0)
+			frame_stream_start(&s->stream, &h, n, fwd == 0);
+			if (s->stream.left == 0)
 				req_emit_fakes(s);
 			continue;
 		}
-		if (avail < total)
+		if (!frame_whole(&h))
 			break;
 		struct proto_msg m;
-		if (proto_msg_take(in, &h, &m) < 0) {
+		if (frame_take(in, &h, &m) < 0) {
 			proto_msg_cleanup(&m);
 			server_close(s, "out_of_memory");
 			return;
@@ -1062,7 +775,7 @@ void server_read_cb(struct bufferevent *bev, void *arg)
 			return;
 	}
 	/* a reply pgmux wrote itself may have been the last one outstanding */
-	if (s->state == SV_ACTIVE && s->reqs.count == 0 && server_maybe_release(s, false))
+	if (s->state == SV_ACTIVE && s->reqs.count == 0 && link_maybe_release(s, false))
 		return;
 	apply_backpressure(s);
 }
@@ -1145,7 +858,7 @@ static void cancel_sent(void *arg)
 	if (s->state == SV_CLOSING)
 		schedule_deferred(s->worker);
 	else if (s->cancels_in_flight == 0 && s->state == SV_ACTIVE)
-		(void)server_maybe_release(s, false);
+		(void)link_maybe_release(s, false);
 }
 
 void server_send_cancel(struct server *s)

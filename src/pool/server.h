@@ -1,7 +1,7 @@
 /* Server connections: connect and log in to PostgreSQL, forward its replies
  * to the linked client while tracking every sync point, run pgmux's own
- * queries (parameter sync, DISCARD ALL, ROLLBACK), and decide when the link
- * is at a transaction boundary. */
+ * queries (parameter sync, DISCARD ALL, ROLLBACK). Linking to a client and
+ * the release decision are pool/link's. */
 #pragma once
 
 #include <stdbool.h>
@@ -37,20 +37,8 @@ void server_detach(struct server *s);
 /* Adopt a detached S on W. Returns 0 / -1. */
 int server_attach(struct server *s, struct worker *w) __attribute__((warn_unused_result));
 
-/* Link S to C (both on C's worker): sync C's parameters if they differ, then
- * forward C's pending messages. */
-void server_link(struct server *s, struct client *c);
-
-/* C is going away while linked to S: release S if clean, roll it back if it
- * is idle in a transaction, else close it. Unlinks both. */
-void server_client_gone(struct server *s);
-
 /* The client forwarded a message of TYPE on the link (for sync tracking). */
 void server_note_client_msg(struct server *s, char type);
-
-/* Release S if the link is at a transaction boundary (transaction mode, or
- * FORCE for session end). Returns true if released (the client is unlinked). */
-bool server_maybe_release(struct server *s, bool force);
 
 /* Finalize S from the data path; its client, if any, gets 08006. */
 void server_close(struct server *s, const char *reason);

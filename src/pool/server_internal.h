@@ -1,5 +1,6 @@
-/* Internal to server.c and server_login.c: the server functions both halves
- * use. Not for other modules; they use pool/server.h. */
+/* Internal to the server connection's files (server.c, server_login.c) and
+ * to pool/link.c, which links servers to clients: the server functions they
+ * share. Other modules use pool/server.h. */
 #pragma once
 
 #include <stddef.h>
@@ -18,6 +19,9 @@ struct server *server_new(struct pool *p, struct worker *w);
 void server_free(struct server *s);
 /* Done with its client: back to the pool at the end of this loop turn. */
 void queue_release(struct server *s);
+/* Run pgmux's own SQL on S (SV_INTERNAL); AFTER says what follows its
+ * ReadyForQuery. Returns 0 / -1 (out of memory). */
+int server_start_internal(struct server *s, const char *sql, enum server_after after);
 
 /* bufferevent callbacks of a server connection */
 void server_read_cb(struct bufferevent *bev, void *arg);

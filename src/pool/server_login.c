@@ -19,6 +19,7 @@
 #include "pool/client.h"
 #include "pool/conn.h"
 #include "pool/creds.h"
+#include "pool/link.h"
 #include "pool/pool.h"
 
 #include <errno.h>
@@ -40,10 +41,8 @@ void login_fail(struct server *s, const char *sqlstate, const char *msg)
 	char q[300];
 	log_warn("server_login_failed", "db=%s user=%s sqlstate=%s reason=%s", pool_db_name(s->pool),
 		 pool_user(s->pool), sqlstate, log_quote(q, sizeof(q), msg));
-	struct client *c = s->client;
-	s->client = NULL;
+	struct client *c = link_cut(s);
 	if (c) {
-		c->server = NULL;
 		client_close(c, sqlstate, "server_login_failed", "%s", msg);
 	}
 	server_close(s, "login_failed");
@@ -182,10 +181,8 @@ static void login_done(struct server *s)
 	pool_set_welcome(s->pool, &s->reported);
 	log_info("server_connect", "db=%s user=%s be_pid=%u worker=%d", pool_db_name(s->pool),
 		 pool_user(s->pool), s->be_pid, s->worker->id);
-	struct client *c = s->client;
+	struct client *c = link_cut(s);
 	if (c) {
-		s->client = NULL;
-		c->server = NULL;
 		server_set_state(s, SV_RESERVED);
 		client_use_server(c, s);
 	} else {
@@ -258,9 +255,8 @@ void server_connect(struct pool *p, struct worker *w, struct client *c)
 			client_close(c, "53200", "out_of_memory", "pgmux: out of memory");
 		return;
 	}
-	s->client = c;
 	if (c)
-		c->server = s;
+		link_for_login(s, c);
 	server_set_state(s, SV_CONNECTING);
 	bufferevent_setcb(s->bev, server_read_cb, server_write_cb, server_event_cb, s);
 	struct timeval tv = {cfg->server_connect_timeout, 0};

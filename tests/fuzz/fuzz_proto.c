@@ -1,5 +1,6 @@
-/* libFuzzer harness: the pg/proto.c functions fed by the network, driven
- * the way the read loops of client.c and server.c drive them.
+/* libFuzzer harness: the pg/proto.c and pg/frame.c functions fed by the
+ * network, driven the way the read loops of client.c and server.c drive
+ * them.
  *
  * Input: one mode byte, then a byte stream. Mode bits 0-1 pick the length
  * limits: 0 = client before login (proto_client_max_len(type, false)),
@@ -7,9 +8,10 @@
  * (proto_server_max_len). Mode bits 2-7 (K) cut the stream into K-byte
  * pieces that arrive one after the other (K = 0: all at once); after each
  * piece the read loop runs as the daemon's does:
- * copy out the 5-byte header, proto_parse_header with the type's limit (a
+ * frame_peek the header with the sender's limits (checked against
+ * proto_parse_header on the raw bytes, and against a peek at an offset; a
  * bad length ends the stream: the connection is closed), wait while the
- * message is incomplete, else proto_msg_take it out of the buffer. Each
+ * message is incomplete, else frame_take it out of the buffer. Each
  * message taken is then
  *   - checked against the input bytes it came from,
  *   - in mode 1 (a logged-in client), checked with proto_client_type_known
@@ -28,12 +30,16 @@
  * byte in front). */
 #include "fuzz_common.h"
 
+#include "pg/frame.h"
 #include "pg/proto.h"
 
 #include <event2/buffer.h>
 
 static const char field_codes[] = "SVCMDdHPpqWstcnFLRZ";
 static const char *const drop_sets[] = {"", "C", "WFLR", "MDH", "SVCMDdHPpqWstcnFLR"};
+
+static const enum frame_peer peers[] = {FRAME_CLIENT_LOGIN, FRAME_CLIENT, FRAME_SERVER,
+                                         FRAME_SERVER};
 
 static uint32_t max_len(int mode, char type)
 {
@@ -322,31 +328,48 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 		fed += n;
 		for (;;) {
 			size_t avail = evbuffer_get_length(in);
-			uint8_t hdr[PROTO_HEADER_LEN];
 			struct proto_header h;
+			struct frame f;
 
 			FUZZ_CHECK(avail == fed - used);
+			enum proto_result pr = frame_peek(in, 0, peers[mode], &f);
 			if (avail < PROTO_HEADER_LEN) {
+				FUZZ_CHECK(pr == PROTO_AGAIN);
 				if (avail)
 					FUZZ_CHECK(proto_parse_header(stream + used, avail, 0,
 					                              &h) == PROTO_AGAIN);
 				break;
 			}
-			FUZZ_CHECK(evbuffer_copyout(in, hdr, PROTO_HEADER_LEN) == PROTO_HEADER_LEN);
-			uint32_t max = max_len(mode, (char)hdr[0]);
+			uint32_t max = max_len(mode, (char)stream[used]);
 			FUZZ_CHECK(max >= 4);
-			enum proto_result pr = proto_parse_header(hdr, avail, max, &h);
+			FUZZ_CHECK(f.type == (char)stream[used]);
+			/* the framing agrees with the header parser on the raw bytes */
+			FUZZ_CHECK(proto_parse_header(stream + used, avail, max, &h) == pr);
 			if (pr != PROTO_OK) {
 				FUZZ_CHECK(pr == PROTO_ERROR);
 				closed = true; /* 08P01 / invalid_message_from_server */
 				break;
 			}
-			FUZZ_CHECK(h.type == (char)hdr[0] && h.len >= 4 && h.len <= max);
-			if (avail < 1 + (size_t)h.len)
+			FUZZ_CHECK(f.len == h.len && f.total == 1 + (size_t)h.len && f.avail == avail);
+			FUZZ_CHECK(h.type == f.type && h.len >= 4 && h.len <= max);
+			/* a peek further in frames the same message as one at the front */
+			if (avail > 7) {
+				struct frame g;
+				struct evbuffer *two = evbuffer_new();
+				FUZZ_CHECK(two && evbuffer_add(two, "xyz", 3) == 0);
+				FUZZ_CHECK(evbuffer_add(two, stream + used, avail) == 0);
+				FUZZ_CHECK(frame_peek(two, 3, peers[mode], &g) == PROTO_OK);
+				FUZZ_CHECK(g.type == f.type && g.total == f.total && g.avail == avail);
+				evbuffer_free(two);
+			}
+			if (!frame_whole(&f)) {
+				FUZZ_CHECK(frame_have(&f) == avail);
 				break; /* the rest of the message is not there yet */
+			}
+			FUZZ_CHECK(avail >= 1 + (size_t)h.len && frame_have(&f) == f.total);
 
 			struct proto_msg m;
-			FUZZ_CHECK(proto_msg_take(in, &h, &m) == 0);
+			FUZZ_CHECK(frame_take(in, &f, &m) == 0);
 			FUZZ_CHECK(m.type == h.type && m.len == h.len &&
 			           m.total == 1 + (size_t)h.len);
 			FUZZ_CHECK(m.body == m.raw + PROTO_HEADER_LEN && m.body_len == h.len - 4);

@@ -8,7 +8,7 @@ next client served.
   dead-server branch takes another server for the waiter (same worker, and
   handed across workers);
 - a client that disconnects while the server opened for it is still logging
-  in (server_client_gone on a SV_CONNECTING server: the login finishes and the
+  in (link_client_leaves on a SV_CONNECTING server: the login finishes and the
   server goes to the pool), and while pgmux runs the parameter sync on its
   server (SV_INTERNAL: the SET finishes, the server goes back to the pool);
 - a client that disconnects from the wait queue just after a server was
@@ -154,7 +154,7 @@ def test_waiter_gets_server_that_died_after_its_ready(pg, pgmux, workers):
 
 
 # --------------------------------------------------------------------------
-# server_client_gone: the client leaves while its server logs in / syncs
+# link_client_leaves: the client leaves while its server logs in / syncs
 
 
 @pytest.mark.timeout(60)

@@ -2,8 +2,8 @@
  * lengths (PROTOCOL-NOTES §11), the per-type length caps before and after
  * authentication, the bounds-checked body reader, ErrorResponse field lookup
  * on malformed bodies (CVE-2026-6666: no SQLSTATE field), the byte-exact
- * output of every builder, and a reader that frames a stream fed one byte
- * at a time. Expected bytes are written out by hand from the PostgreSQL
+ * output of every builder, a reader that frames a stream fed one byte
+ * at a time, and pg/frame's framing on evbuffers of many chains. Expected bytes are written out by hand from the PostgreSQL
  * protocol documentation ("Message Formats"); bodies under test are copied
  * into exactly-sized heap blocks so that valgrind sees any over-read. */
 #include <check.h>
@@ -14,6 +14,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "pg/frame.h"
 #include "pg/proto.h"
 
 #define N_ELEMS(a) (sizeof(a) / sizeof((a)[0]))
@@ -1047,6 +1048,184 @@ START_TEST(test_msg_take)
 }
 END_TEST
 
+/* ---- pg/frame: framing on evbuffers ------------------------------------- */
+
+/* A buffer of many chains: each piece of BYTES (cut every STEP bytes) is
+ * its own chain, as when reads arrive one after the other. */
+static struct evbuffer *chained(const uint8_t *bytes, size_t len, size_t step)
+{
+	struct evbuffer *in = evbuffer_new();
+	ck_assert_ptr_nonnull(in);
+	for (size_t off = 0; off < len; off += step) {
+		struct evbuffer *piece = evbuffer_new();
+		size_t n = len - off < step ? len - off : step;
+		ck_assert_int_eq(evbuffer_add(piece, bytes + off, n), 0);
+		ck_assert_int_eq(evbuffer_add_buffer(in, piece), 0);
+		evbuffer_free(piece);
+	}
+	return in;
+}
+
+static const size_t frame_steps[] = {1, 2, 3, 5, 7, 64};
+
+START_TEST(test_frame_walk)
+{
+	/* Query "SELECT 1", Sync, a 300-byte CopyData, Terminate: walked by
+	 * offset across chain boundaries, then taken from the front */
+	struct evbuffer *src = evbuffer_new();
+	uint8_t copy[300];
+	memset(copy, 'x', sizeof(copy));
+	ck_assert_int_eq(proto_write_query(src, "SELECT 1"), 0);
+	ck_assert_int_eq(proto_write_msg(src, 'S', NULL, 0), 0);
+	ck_assert_int_eq(proto_write_msg(src, 'd', copy, sizeof(copy)), 0);
+	ck_assert_int_eq(proto_write_terminate(src), 0);
+	size_t len = evbuffer_get_length(src);
+	uint8_t *bytes = dup_exact(evbuffer_pullup(src, -1), len);
+	evbuffer_free(src);
+	struct evbuffer *in = chained(bytes, len, frame_steps[_i]);
+	static const struct {
+		char type;
+		size_t total;
+	} want[] = {{'Q', 14}, {'S', 5}, {'d', 305}, {'X', 5}};
+	size_t off = 0;
+	struct frame f;
+	for (size_t i = 0; i < N_ELEMS(want); i++) {
+		ck_assert_int_eq(frame_peek(in, off, FRAME_CLIENT, &f), PROTO_OK);
+		ck_assert_int_eq(f.type, want[i].type);
+		ck_assert_uint_eq(f.total, want[i].total);
+		ck_assert_uint_eq(f.len, want[i].total - 1);
+		ck_assert_uint_eq(f.avail, len - off);
+		ck_assert(frame_whole(&f));
+		ck_assert_uint_eq(frame_have(&f), f.total);
+		off += f.total;
+	}
+	ck_assert_uint_eq(off, len);
+	ck_assert_int_eq(frame_peek(in, off, FRAME_CLIENT, &f), PROTO_AGAIN);
+	ck_assert_int_eq(frame_peek(in, off + 3, FRAME_CLIENT, &f), PROTO_AGAIN);
+	for (size_t i = 0; i < N_ELEMS(want); i++) {
+		struct proto_msg m;
+		ck_assert_int_eq(frame_peek(in, 0, FRAME_CLIENT, &f), PROTO_OK);
+		ck_assert_int_eq(frame_take(in, &f, &m), 0);
+		ck_assert_int_eq(m.type, want[i].type);
+		ck_assert_uint_eq(m.total, want[i].total);
+		proto_msg_cleanup(&m);
+	}
+	ck_assert_uint_eq(evbuffer_get_length(in), 0);
+	evbuffer_free(in);
+	free(bytes);
+}
+END_TEST
+
+START_TEST(test_frame_partial)
+{
+	/* under 5 bytes: AGAIN; a header with half its body: OK, not whole */
+	static const uint8_t q[] = {'Q', 0, 0, 0, 13, 'S', 'E', 'L', 'E', 'C', 'T', ' ', '1', 0};
+	for (size_t n = 0; n <= sizeof(q); n++) {
+		struct evbuffer *in = chained(q, n, 2);
+		struct frame f = {.type = '?'};
+		enum proto_result rc = frame_peek(in, 0, FRAME_CLIENT, &f);
+		if (n < PROTO_HEADER_LEN) {
+			ck_assert_int_eq(rc, PROTO_AGAIN);
+		} else {
+			ck_assert_int_eq(rc, PROTO_OK);
+			ck_assert_uint_eq(f.avail, n);
+			ck_assert(frame_whole(&f) == (n == sizeof(q)));
+			ck_assert_uint_eq(frame_have(&f), n);
+		}
+		evbuffer_free(in);
+	}
+}
+END_TEST
+
+static const struct {
+	enum frame_peer peer;
+	char type;
+	uint32_t len;
+	enum proto_result want;
+} frame_limit_cases[] = {
+	{FRAME_CLIENT_LOGIN, 'p', AUTH_MAX, PROTO_OK},
+	{FRAME_CLIENT_LOGIN, 'p', AUTH_MAX + 1, PROTO_ERROR},
+	{FRAME_CLIENT_LOGIN, 'Q', SMALL_MAX + 1, PROTO_ERROR}, /* no Query before login */
+	{FRAME_CLIENT, 'Q', DATA_MAX, PROTO_OK},
+	{FRAME_CLIENT, 'Q', DATA_MAX + 1, PROTO_ERROR},
+	{FRAME_CLIENT, 'S', SMALL_MAX + 1, PROTO_ERROR},
+	{FRAME_CLIENT, 'S', 3, PROTO_ERROR},
+	{FRAME_SERVER, 'D', DATA_MAX, PROTO_OK},
+	{FRAME_SERVER, 'Z', SMALL_MAX + 1, PROTO_ERROR},
+	{FRAME_SERVER, 'R', AUTH_MAX, PROTO_OK},
+};
+
+START_TEST(test_frame_limits)
+{
+	/* each sender's limit per type; a refused length still names the type
+	 * (for the log line) */
+	uint8_t hdr[5] = {(uint8_t)frame_limit_cases[_i].type};
+	uint32_t l = frame_limit_cases[_i].len;
+	hdr[1] = (uint8_t)(l >> 24), hdr[2] = (uint8_t)(l >> 16), hdr[3] = (uint8_t)(l >> 8),
+	hdr[4] = (uint8_t)l;
+	struct evbuffer *in = chained(hdr, sizeof(hdr), 5);
+	struct frame f = {.type = '?'};
+	ck_assert_int_eq(frame_peek(in, 0, frame_limit_cases[_i].peer, &f),
+			 frame_limit_cases[_i].want);
+	ck_assert_int_eq(f.type, frame_limit_cases[_i].type);
+	if (frame_limit_cases[_i].want == PROTO_OK) {
+		ck_assert_uint_eq(f.total, 1 + (size_t)l);
+		ck_assert(!frame_whole(&f));
+	}
+	evbuffer_free(in);
+}
+END_TEST
+
+START_TEST(test_frame_startup)
+{
+	static const struct {
+		uint8_t b[4];
+		size_t n;
+		enum proto_result want;
+		uint32_t len;
+	} cases[] = {
+		{{0, 0, 0}, 3, PROTO_AGAIN, 0},
+		{{0, 0, 0, 7}, 4, PROTO_ERROR, 7},
+		{{0, 0, 0, 8}, 4, PROTO_OK, 8},
+		{{0, 0, 0x27, 0x10}, 4, PROTO_OK, 10000},
+		{{0, 0, 0x27, 0x11}, 4, PROTO_ERROR, 10001},
+		{{0x80, 0, 0, 8}, 4, PROTO_ERROR, 0x80000008u},
+	};
+	for (size_t i = 0; i < N_ELEMS(cases); i++) {
+		struct evbuffer *in = chained(cases[i].b, cases[i].n, 1);
+		uint32_t len = 0;
+		ck_assert_int_eq(frame_peek_startup(in, &len), cases[i].want);
+		if (cases[i].want != PROTO_AGAIN)
+			ck_assert_uint_eq(len, cases[i].len);
+		ck_assert_uint_eq(evbuffer_get_length(in), cases[i].n); /* nothing consumed */
+		evbuffer_free(in);
+	}
+}
+END_TEST
+
+START_TEST(test_frame_stream)
+{
+	/* a 1,000-byte message of which 300 bytes came: the rest goes in
+	 * chunks no larger than what is buffered, and never past its end */
+	struct frame f = {.type = 'd', .len = 999, .total = 1000, .avail = 300};
+	struct frame_stream st = {0};
+	frame_stream_start(&st, &f, frame_have(&f), true);
+	ck_assert_uint_eq(st.left, 700);
+	ck_assert(st.drop);
+	ck_assert_uint_eq(frame_stream_chunk(&st, 100), 100);
+	ck_assert(!frame_stream_took(&st, 100));
+	ck_assert_uint_eq(frame_stream_chunk(&st, 5000), 600);
+	ck_assert(frame_stream_took(&st, 600));
+	ck_assert_uint_eq(st.left, 0);
+	ck_assert(!st.drop); /* the next message starts clean */
+	/* a whole message leaves nothing to stream, and never a drop */
+	f.avail = 2000;
+	frame_stream_start(&st, &f, frame_have(&f), true);
+	ck_assert_uint_eq(st.left, 0);
+	ck_assert(!st.drop);
+}
+END_TEST
+
 static Suite *proto_suite(void)
 {
 	Suite *s = suite_create("proto");
@@ -1093,6 +1272,14 @@ static Suite *proto_suite(void)
 	tc = tcase_create("framing");
 	tcase_add_loop_test(tc, test_framing_stream, 0, N_ELEMS(chunk_sizes));
 	tcase_add_test(tc, test_framing_bad_length);
+	suite_add_tcase(s, tc);
+
+	tc = tcase_create("frame");
+	tcase_add_loop_test(tc, test_frame_walk, 0, N_ELEMS(frame_steps));
+	tcase_add_test(tc, test_frame_partial);
+	tcase_add_loop_test(tc, test_frame_limits, 0, N_ELEMS(frame_limit_cases));
+	tcase_add_test(tc, test_frame_startup);
+	tcase_add_test(tc, test_frame_stream);
 	suite_add_tcase(s, tc);
 	return s;
 }

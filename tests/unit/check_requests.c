@@ -622,10 +622,10 @@ START_TEST(test_fakes_at_head)
 	/* while a server message is still streaming to the client, a fake that
 	 * would go first waits */
 	req_pop(s);
-	s->stream_left = 10;
+	s->stream.left = 10;
 	push_fake(s, 9, 'C', FAKE_CLOSE_COMPLETE, NULL);
 	ck_assert_str_eq(written(c), "");
-	s->stream_left = 0;
+	s->stream.left = 0;
 	req_emit_fakes(s);
 	ck_assert_str_eq(written(c), "3");
 	env_free(e);
