@@ -804,14 +804,14 @@ size_t frontend_large_chunk(struct client *c, struct server *s, struct evbuffer 
 	large_feed(L, in, n);
 	relink_log(c, in, n);
 	evbuffer_remove_buffer(in, sout(s), n);
-	c->stream.left -= (uint32_t)n;
-	if (L->type == 'P' && (L->text_done || c->stream.left == 0)) {
+	bool over = frame_stream_took(&c->stream, n);
+	if (L->type == 'P' && (L->text_done || over)) {
 		if (L->ss) {
 			large_parse_end(c, s);
 			session_stream_free(L->ss);
 			L->ss = NULL;
 		}
-		if (c->stream.left == 0)
+		if (over)
 			frontend_large_free(c);
 	}
 	return n;

@@ -28,10 +28,15 @@
 
 /* ---- linking ---- */
 
-void link_for_login(struct server *s, struct client *c)
+static void join(struct server *s, struct client *c)
 {
 	s->client = c;
 	c->server = s;
+}
+
+void link_for_login(struct server *s, struct client *c)
+{
+	join(s, c);
 }
 
 struct client *link_cut(struct server *s)
@@ -68,8 +73,7 @@ static void link_ready(struct server *s, struct client *c)
 
 void link_open(struct server *s, struct client *c)
 {
-	s->client = c;
-	c->server = s;
+	join(s, c);
 	c->link_gen++;
 	s->seq = 0;
 	s->ext_open = false;
@@ -319,8 +323,7 @@ static void client_gone(struct server *s)
 
 void link_synced(struct server *s)
 {
-	if (s->client)
-		link_ready(s, s->client);
+	link_ready(s, s->client);
 }
 
 void link_client_leaves(struct client *c)

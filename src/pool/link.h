@@ -20,7 +20,8 @@ struct server;
  * differ, then forward C's pending messages. */
 void link_open(struct server *s, struct client *c);
 
-/* S's parameter sync for its linked client finished: start forwarding. */
+/* S's parameter sync for its linked client (there is one) finished: start
+ * forwarding. */
 void link_synced(struct server *s);
 
 /* S is being opened for C, which waits for it (CL_WAITING). */
